@@ -1,0 +1,151 @@
+import { EventEmitter } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
+import * as amqp from 'amqplib';
+import { describeError, MailroomError } from './errors.js';
+import { silentLogger, type Logger } from './logger.js';
+import { redactUrl } from './redact.js';
+
+/** The live amqplib connection handed out by {@link AmqpConnection}. */
+export type AmqpChannelModel = amqp.ChannelModel;
+
+/** Options of {@link createAmqpConnection}. */
+export interface AmqpConnectionOptions {
+  /** `amqp://user:pass@host:5672/vhost`. The password never appears in logs or errors. */
+  url: string;
+  /** Shown in the RabbitMQ management UI as the connection name. Default: `mailroom`. */
+  name?: string;
+  /** Heartbeat in seconds, unless the URL sets one. Default: 10. */
+  heartbeatSeconds?: number;
+  /** First reconnect delay in ms; it doubles up to `maxReconnectDelayMs`. Default: 100. */
+  reconnectDelayMs?: number;
+  /** Longest reconnect delay in ms. Default: 5000. */
+  maxReconnectDelayMs?: number;
+  /** Where connection events are logged. Default: silent. */
+  logger?: Logger;
+}
+
+/** Events of an {@link AmqpConnection}. */
+export interface AmqpConnectionEvents {
+  /** A (re)connection succeeded; consumers set up their channels again here. */
+  connected: [connection: AmqpChannelModel];
+  /** The connection was lost; a reconnect is scheduled unless closed. */
+  disconnected: [error: Error | undefined];
+}
+
+/**
+ * A RabbitMQ connection that recovers: after a loss it reconnects with capped exponential
+ * backoff and emits `connected` again, so channels and consumers can be set up anew.
+ */
+export class AmqpConnection extends EventEmitter<AmqpConnectionEvents> {
+  readonly #options: Required<Omit<AmqpConnectionOptions, 'logger'>> & { logger: Logger };
+  #current: AmqpChannelModel | undefined;
+  #connecting: Promise<AmqpChannelModel> | undefined;
+  #closed = false;
+  readonly #abort = new AbortController();
+
+  /** Use {@link createAmqpConnection}. */
+  constructor(options: AmqpConnectionOptions) {
+    super();
+    this.#options = {
+      url: options.url,
+      name: options.name ?? 'mailroom',
+      heartbeatSeconds: options.heartbeatSeconds ?? 10,
+      reconnectDelayMs: options.reconnectDelayMs ?? 100,
+      maxReconnectDelayMs: options.maxReconnectDelayMs ?? 5000,
+      logger: options.logger ?? silentLogger,
+    };
+  }
+
+  /** True while a connection is open. */
+  get connected(): boolean {
+    return this.#current !== undefined;
+  }
+
+  /** The URL with its password redacted. */
+  get displayUrl(): string {
+    return redactUrl(this.#options.url);
+  }
+
+  /** Resolves with the open connection, connecting first (with retries) when there is none. */
+  get(): Promise<AmqpChannelModel> {
+    if (this.#closed) return Promise.reject(new MailroomError('STOPPED', 'The AMQP connection is closed.'));
+    if (this.#current) return Promise.resolve(this.#current);
+    this.#connecting ??= this.#connectWithRetry().finally(() => {
+      this.#connecting = undefined;
+    });
+    return this.#connecting;
+  }
+
+  /** Connects once, without retrying: for startup checks that should fail fast. */
+  async connectOnce(): Promise<AmqpChannelModel> {
+    if (this.#current) return this.#current;
+    const connection = await this.#open();
+    return connection;
+  }
+
+  /** Closes the connection and stops reconnecting. Always resolves. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#abort.abort();
+    const current = this.#current;
+    this.#current = undefined;
+    if (current) await current.close().catch(() => undefined);
+  }
+
+  async #connectWithRetry(): Promise<AmqpChannelModel> {
+    let delay = this.#options.reconnectDelayMs;
+    for (;;) {
+      try {
+        return await this.#open();
+      } catch (error) {
+        if (this.#closed) throw new MailroomError('STOPPED', 'The AMQP connection is closed.');
+        this.#options.logger.warn(`AMQP connect to ${this.displayUrl} failed, retrying in ${delay} ms`, {
+          error: describeError(error),
+        });
+        await sleep(delay, undefined, { signal: this.#abort.signal }).catch(() => undefined);
+        if (this.#closed) throw new MailroomError('STOPPED', 'The AMQP connection is closed.');
+        delay = Math.min(delay * 2, this.#options.maxReconnectDelayMs);
+      }
+    }
+  }
+
+  async #open(): Promise<AmqpChannelModel> {
+    const url = new URL(this.#options.url);
+    if (!url.searchParams.has('heartbeat')) url.searchParams.set('heartbeat', String(this.#options.heartbeatSeconds));
+    let connection: AmqpChannelModel;
+    try {
+      connection = await amqp.connect(url.toString(), { clientProperties: { connection_name: this.#options.name } });
+    } catch (error) {
+      throw new MailroomError('UNREACHABLE', `Cannot connect to RabbitMQ at ${this.displayUrl}: ${describeError(error)}`, {
+        cause: error,
+      });
+    }
+    if (this.#closed) {
+      await connection.close().catch(() => undefined);
+      throw new MailroomError('STOPPED', 'The AMQP connection is closed.');
+    }
+    let lastError: Error | undefined;
+    connection.on('error', (error: Error) => {
+      lastError = error;
+      this.#options.logger.warn('AMQP connection error', { error: describeError(error) });
+    });
+    connection.on('close', () => {
+      if (this.#current !== connection) return;
+      this.#current = undefined;
+      this.emit('disconnected', lastError);
+      if (!this.#closed) {
+        this.#options.logger.warn(`AMQP connection to ${this.displayUrl} lost, reconnecting`);
+        this.get().catch(() => undefined);
+      }
+    });
+    this.#current = connection;
+    this.#options.logger.debug(`AMQP connected to ${this.displayUrl}`);
+    this.emit('connected', connection);
+    return connection;
+  }
+}
+
+/** Creates a recovering RabbitMQ connection. Nothing connects until `get()` is called. */
+export function createAmqpConnection(options: AmqpConnectionOptions): AmqpConnection {
+  return new AmqpConnection(options);
+}

@@ -1,0 +1,237 @@
+// Shared helpers for the integration tests: a fresh schema per test file, a random prefix for
+// every exchange and queue, child processes, a TCP proxy that can cut a link, and polling.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createServer, connect, type Server, type Socket } from 'node:net';
+import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
+import * as amqp from 'amqplib';
+import pg from 'pg';
+import { inject } from 'vitest';
+import { migrate } from '@mailroom/core';
+
+/** The URLs the global setup found (env, testcontainers or local defaults). */
+export function testUrls(): { databaseUrl: string; amqpUrl: string } {
+  return { databaseUrl: inject('databaseUrl'), amqpUrl: inject('amqpUrl') };
+}
+
+/** A short random name part, safe for schemas, exchanges and queues. */
+export function randomName(prefix = 't'): string {
+  return `${prefix}_${randomBytes(5).toString('hex')}`;
+}
+
+/** A migrated schema of its own, with a pool; `close()` drops it. */
+export interface TestDatabase {
+  schema: string;
+  pool: pg.Pool;
+  databaseUrl: string;
+  close(): Promise<void>;
+}
+
+/** Creates and migrates a fresh schema for one test file (or one test). */
+export async function createTestDatabase(options: { migrate?: boolean; max?: number } = {}): Promise<TestDatabase> {
+  const { databaseUrl } = testUrls();
+  const schema = randomName('mr');
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: options.max ?? 10 });
+  pool.on('error', () => undefined);
+  if (options.migrate !== false) await migrate(pool, { schema });
+  return {
+    schema,
+    pool,
+    databaseUrl,
+    async close() {
+      await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).catch(() => undefined);
+      await pool.end().catch(() => undefined);
+    },
+  };
+}
+
+/** A broker handle for one test file: everything it declares carries a random prefix. */
+export interface TestBroker {
+  prefix: string;
+  connection: amqp.ChannelModel;
+  channel: amqp.Channel;
+  /** Prefixes a name. */
+  name(suffix: string): string;
+  /** Declares a topic exchange and a queue bound to it with `pattern`; returns their names. */
+  queueFor(exchange: string, pattern?: string, queueArgs?: Record<string, unknown>): Promise<string>;
+  /** Collects messages from a queue until `stop()`; acks each. */
+  collect(queue: string): Collected;
+  close(): Promise<void>;
+}
+
+/** Messages a test consumer has received. */
+export interface Collected {
+  messages: amqp.ConsumeMessage[];
+  ids(): string[];
+  waitForCount(n: number, timeoutMs?: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** Opens a broker connection for a test file. */
+export async function createTestBroker(): Promise<TestBroker> {
+  const { amqpUrl } = testUrls();
+  const prefix = randomName('t');
+  const connection = await amqp.connect(amqpUrl);
+  connection.on('error', () => undefined);
+  const channel = await connection.createChannel();
+  const exchanges = new Set<string>();
+  const queues = new Set<string>();
+  return {
+    prefix,
+    connection,
+    channel,
+    name: (suffix) => `${prefix}.${suffix}`,
+    async queueFor(exchange, pattern = '#', queueArgs = {}) {
+      await channel.assertExchange(exchange, 'topic', { durable: true });
+      exchanges.add(exchange);
+      const queue = `${exchange}.q${queues.size}`;
+      await channel.assertQueue(queue, { durable: true, arguments: queueArgs });
+      await channel.bindQueue(queue, exchange, pattern);
+      queues.add(queue);
+      return queue;
+    },
+    collect(queue) {
+      const messages: amqp.ConsumeMessage[] = [];
+      let tag: string | undefined;
+      let ch: amqp.Channel | undefined;
+      const ready = (async () => {
+        ch = await connection.createChannel();
+        await ch.prefetch(500);
+        const reply = await ch.consume(queue, (msg) => {
+          if (msg) {
+            messages.push(msg);
+            ch?.ack(msg);
+          }
+        });
+        tag = reply.consumerTag;
+      })();
+      return {
+        messages,
+        ids: () => messages.map((m) => String(m.properties.messageId)),
+        async waitForCount(n, timeoutMs = 30_000) {
+          await ready;
+          await waitFor(() => messages.length >= n, { timeoutMs, what: `${n} messages on ${queue} (have ${messages.length})` });
+        },
+        async stop() {
+          await ready;
+          if (ch && tag) await ch.cancel(tag).catch(() => undefined);
+          await ch?.close().catch(() => undefined);
+        },
+      };
+    },
+    async close() {
+      const ch = await connection.createChannel().catch(() => undefined);
+      for (const q of queues) await ch?.deleteQueue(q).catch(() => undefined);
+      for (const e of exchanges) await ch?.deleteExchange(e).catch(() => undefined);
+      await connection.close().catch(() => undefined);
+    },
+  };
+}
+
+/** Polls `predicate` until it is true, or throws after `timeoutMs` naming `what`. */
+export async function waitFor(
+  predicate: () => boolean | Promise<boolean>,
+  options: { timeoutMs?: number; intervalMs?: number; what?: string } = {},
+): Promise<void> {
+  const deadline = Date.now() + (options.timeoutMs ?? 30_000);
+  for (;;) {
+    if (await predicate()) return;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${options.what ?? 'condition'}`);
+    await sleep(options.intervalMs ?? 50);
+  }
+}
+
+/** A child process with its output kept and its exit awaited. */
+export interface Child {
+  process: ChildProcess;
+  output(): string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  kill(signal?: NodeJS.Signals): void;
+}
+
+/** Starts `node <script> ...args` with extra environment; output is kept for assertions. */
+export function spawnNode(script: string, args: string[], env: Record<string, string>): Child {
+  const child = spawn(process.execPath, [script, ...args], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once('exit', (code, signal) => resolve({ code, signal }));
+  });
+  return {
+    process: child,
+    output: () => out,
+    exited,
+    kill: (signal = 'SIGKILL') => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    },
+  };
+}
+
+/** A TCP proxy in front of a service, whose link a test can cut. */
+export interface TcpProxy {
+  port: number;
+  /** Replaces the host:port of `url` with the proxy's. */
+  url(url: string): string;
+  /** Destroys every open connection (new ones still pass). */
+  cut(): void;
+  /** While true, new connections are refused and open ones are destroyed. */
+  setDown(down: boolean): void;
+  close(): Promise<void>;
+}
+
+/** Starts a TCP proxy to `target` (a URL whose host and port are used). */
+export async function startTcpProxy(target: string, defaultPort: number): Promise<TcpProxy> {
+  const t = new URL(target);
+  const sockets = new Set<Socket>();
+  let down = false;
+  const server: Server = createServer((client) => {
+    if (down) {
+      client.destroy();
+      return;
+    }
+    const upstream = connect({ host: t.hostname, port: Number(t.port || defaultPort) });
+    sockets.add(client);
+    sockets.add(upstream);
+    const drop = (): void => {
+      client.destroy();
+      upstream.destroy();
+      sockets.delete(client);
+      sockets.delete(upstream);
+    };
+    client.on('error', drop).on('close', drop);
+    upstream.on('error', drop).on('close', drop);
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  const cut = (): void => {
+    for (const s of sockets) s.destroy();
+    sockets.clear();
+  };
+  return {
+    port,
+    url(url) {
+      const u = new URL(url);
+      u.hostname = '127.0.0.1';
+      u.port = String(port);
+      return u.toString();
+    },
+    cut,
+    setDown(value) {
+      down = value;
+      if (value) cut();
+    },
+    async close() {
+      cut();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
