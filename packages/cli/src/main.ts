@@ -1,1 +1,49 @@
-export {};
+#!/usr/bin/env node
+import { describeError, isMailroomError } from '@mailroom/core';
+import { UsageError } from './command.js';
+import { commands } from './commands/index.js';
+
+function usage(): string {
+  const width = Math.max(...commands.map((c) => c.name.length), 4);
+  return [
+    'Usage: mailroom <command> [options]',
+    '',
+    'Commands:',
+    ...commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
+    '',
+    'Run `mailroom <command> --help` for the options and environment variables of a command.',
+  ].join('\n');
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(`${usage()}\n`);
+    return name === undefined ? 2 : 0;
+  }
+  const command = commands.find((c) => c.name === name);
+  if (!command) {
+    process.stderr.write(`mailroom: unknown command "${name}"\n\n${usage()}\n`);
+    return 2;
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(`${command.help()}\n`);
+    return 0;
+  }
+  const stop = new AbortController();
+  const onSignal = (): void => stop.abort();
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+  try {
+    return await command.run({ argv: rest, env: process.env, stdout: process.stdout, stderr: process.stderr, stopSignal: stop.signal });
+  } catch (error) {
+    if (error instanceof UsageError) {
+      process.stderr.write(`mailroom ${name}: ${error.message}\n`);
+      return 2;
+    }
+    process.stderr.write(`mailroom ${name}: ${isMailroomError(error) ? error.message : describeError(error)}\n`);
+    return 1;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));
