@@ -1,0 +1,31 @@
+// Names derived from the schema, shared by enqueue and the relay so both always agree.
+
+/** A 31-bit FNV-1a hash: stable, non-negative, so it reads back unchanged from pg_locks.classid. */
+export function stableHash(text: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return (h >>> 0) & 0x7fffffff;
+}
+
+/** The NOTIFY channel the relay listens on for a schema (at most 63 bytes, like any identifier). */
+export function notifyChannel(schema: string): string {
+  return `mailroom_outbox_${schema}`.slice(0, 63);
+}
+
+/** Advisory-lock class of the per-key enqueue locks. */
+export function keyLockClass(schema: string): number {
+  return stableHash(`mailroom.key.${schema}`);
+}
+
+/** Advisory-lock class of the ordering partitions leased by relays. */
+export function partitionLockClass(schema: string): number {
+  return stableHash(`mailroom.partition.${schema}`);
+}
+
+/** Advisory-lock class of relay membership (one lock per live relay in ordering mode). */
+export function memberLockClass(schema: string): number {
+  return stableHash(`mailroom.relay.${schema}`);
+}
