@@ -204,7 +204,7 @@ class OutboxRelay extends EventEmitter<RelayEvents> implements Relay {
     this.#stopController.abort();
     this.#nudge();
     if (wasRunning) {
-      const timeout = sleep(this.#o.shutdownTimeoutMs).then(() => 'timeout' as const);
+      const timeout = sleep(this.#o.shutdownTimeoutMs, undefined, { ref: false }).then(() => 'timeout' as const);
       const finished = await Promise.race([Promise.allSettled(this.#loops).then(() => 'done' as const), timeout]);
       if (finished === 'timeout') this.#log.warn(`relay stop: batch still in flight after ${this.#o.shutdownTimeoutMs} ms, closing anyway`);
     }

@@ -1,0 +1,37 @@
+import { createServer, type Server } from 'node:http';
+import { once } from 'node:events';
+
+/** What the sidecar's HTTP endpoints read. */
+export interface HealthSource {
+  /** True while the process is alive and not shutting down. */
+  live(): boolean;
+  /** True while it can do its work (database and broker reachable). */
+  ready(): boolean;
+  /** Prometheus text. */
+  metrics(): Promise<string>;
+}
+
+/** Serves /healthz, /readyz and /metrics. Resolves once listening; returns the server and its port. */
+export async function startHttpServer(source: HealthSource, host: string, port: number): Promise<{ server: Server; port: number }> {
+  const server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    const reply = (status: number, body: string, type = 'text/plain; charset=utf-8'): void => {
+      res.writeHead(status, { 'content-type': type });
+      res.end(body);
+    };
+    if (path === '/healthz') return reply(source.live() ? 200 : 503, source.live() ? 'ok\n' : 'stopping\n');
+    if (path === '/readyz') return reply(source.ready() ? 200 : 503, source.ready() ? 'ready\n' : 'not ready\n');
+    if (path === '/metrics') {
+      source.metrics().then(
+        (text) => reply(200, text, 'text/plain; version=0.0.4; charset=utf-8'),
+        () => reply(500, 'metrics unavailable\n'),
+      );
+      return;
+    }
+    reply(404, 'not found: try /healthz, /readyz or /metrics\n');
+  });
+  server.listen(port, host);
+  await once(server, 'listening');
+  const address = server.address();
+  return { server, port: typeof address === 'object' && address !== null ? address.port : port };
+}

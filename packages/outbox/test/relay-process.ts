@@ -1,0 +1,53 @@
+// Starts `mailroom relay` (the built CLI) as a child process, as a sidecar would run.
+import { fileURLToPath } from 'node:url';
+import { spawnNode, testUrls, waitFor, type Child } from '../../../test/helpers.js';
+
+const CLI = fileURLToPath(new URL('../../cli/dist/main.js', import.meta.url));
+
+/** A relay child process and the port of its HTTP server. */
+export interface RelayProcess extends Child {
+  port(): Promise<number>;
+  metrics(): Promise<string>;
+}
+
+/** Starts a relay process on `schema` with extra MAILROOM_* variables. */
+export function startRelayProcess(schema: string, env: Record<string, string> = {}): RelayProcess {
+  const { databaseUrl, amqpUrl } = testUrls();
+  const child = spawnNode(CLI, ['relay'], {
+    MAILROOM_DATABASE_URL: databaseUrl,
+    MAILROOM_AMQP_URL: amqpUrl,
+    MAILROOM_SCHEMA: schema,
+    MAILROOM_HTTP_HOST: '127.0.0.1',
+    MAILROOM_HTTP_PORT: '0',
+    MAILROOM_POLL_INTERVAL_MS: '200',
+    MAILROOM_LOG_LEVEL: 'info',
+    ...env,
+  });
+  let port: number | undefined;
+  const port$ = (async () => {
+    await waitFor(
+      () => {
+        const match = /"event":"listening","port":(\d+)/.exec(child.output());
+        if (match) port = Number(match[1]);
+        return port !== undefined || child.process.exitCode !== null || child.process.signalCode !== null;
+      },
+      { what: 'the relay to listen', timeoutMs: 20_000 },
+    );
+    if (port === undefined) throw new Error(`relay exited before listening:\n${child.output()}`);
+    return port;
+  })();
+  return {
+    ...child,
+    port: () => port$,
+    async metrics() {
+      const res = await fetch(`http://127.0.0.1:${await port$}/metrics`);
+      return res.text();
+    },
+  };
+}
+
+/** Reads one sample of a Prometheus metric (without labels) from a metrics text. */
+export function metricValue(text: string, name: string): number {
+  const match = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
+  return match ? Number(match[1]) : Number.NaN;
+}
