@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { defineMessage } from '@mailroom/core';
 import { enqueue } from '@mailroom/outbox';
 import { createTestBroker, createTestDatabase, waitFor, type TestBroker, type TestDatabase } from '../../../test/helpers.js';
-import { startRelayProcess } from './relay-process.js';
+import { outboxCount, startRelayProcess } from './relay-process.js';
 
 let db: TestDatabase;
 let broker: TestBroker;
@@ -37,11 +37,10 @@ it('a relay killed after the broker confirmed a batch but before its commit lose
   const check = await broker.channel.checkQueue(queue);
   expect(check.messageCount).toBe(20);
   // ... and, the commit never having happened, all 50 rows are still in the outbox.
-  const left = await db.pool.query(`SELECT count(*)::int AS n FROM "${db.schema}".outbox`);
-  expect(left.rows[0].n).toBe(50);
+  expect(await outboxCount(db.pool, db.schema)).toBe(50);
 
   const second = startRelayProcess(db.schema, { MAILROOM_BATCH_SIZE: '20' });
-  await waitFor(async () => (await db.pool.query(`SELECT count(*)::int AS n FROM "${db.schema}".outbox`)).rows[0].n === 0, {
+  await waitFor(async () => (await outboxCount(db.pool, db.schema)) === 0, {
     what: 'the restarted relay to drain the outbox',
   });
   second.kill('SIGTERM');

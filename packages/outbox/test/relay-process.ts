@@ -51,3 +51,9 @@ export function metricValue(text: string, name: string): number {
   const match = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
   return match ? Number(match[1]) : Number.NaN;
 }
+
+/** Rows left in the outbox of `schema`. */
+export async function outboxCount(pool: { query(text: string): Promise<{ rows: unknown[] }> }, schema: string): Promise<number> {
+  const result = await pool.query(`SELECT count(*)::int AS n FROM "${schema}".outbox`);
+  return (result.rows[0] as { n: number }).n;
+}

@@ -1,4 +1,7 @@
 import type { Command } from '../command.js';
+import { doctorCommand } from './doctor.js';
+import { migrateCommand } from './migrate.js';
+import { relayCommand } from './relay.js';
 
 /** Every command of the CLI, in the order `mailroom --help` lists them. */
-export const commands: Command[] = [];
+export const commands: Command[] = [migrateCommand, relayCommand, doctorCommand];

@@ -67,7 +67,7 @@ export const relayCommand: Command = {
     const relay = createRelay({
       database: vars.MAILROOM_DATABASE_URL as string,
       amqp: vars.MAILROOM_AMQP_URL as string,
-      schema: vars.MAILROOM_SCHEMA as string,
+      schema: vars.MAILROOM_SCHEMA,
       batchSize: int(vars, 'MAILROOM_BATCH_SIZE'),
       concurrency: int(vars, 'MAILROOM_CONCURRENCY'),
       pollIntervalMs: int(vars, 'MAILROOM_POLL_INTERVAL_MS'),
