@@ -181,6 +181,11 @@ export interface TcpProxy {
   cut(): void;
   /** While true, new connections are refused and open ones are destroyed. */
   setDown(down: boolean): void;
+  /**
+   * Goes down (as setDown(true)) once `bytes` more bytes went from clients to the service,
+   * i.e. in the middle of whatever the client is sending then. Resolves when it went down.
+   */
+  downAfterUpstreamBytes(bytes: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -189,6 +194,7 @@ export async function startTcpProxy(target: string, defaultPort: number): Promis
   const t = new URL(target);
   const sockets = new Set<Socket>();
   let down = false;
+  let trip: { remaining: number; fire: () => void } | undefined;
   const server: Server = createServer((client) => {
     if (down) {
       client.destroy();
@@ -205,6 +211,16 @@ export async function startTcpProxy(target: string, defaultPort: number): Promis
     };
     client.on('error', drop).on('close', drop);
     upstream.on('error', drop).on('close', drop);
+    client.on('data', (chunk: Buffer) => {
+      if (trip) {
+        trip.remaining -= chunk.length;
+        if (trip.remaining <= 0) {
+          const fire = trip.fire;
+          trip = undefined;
+          fire();
+        }
+      }
+    });
     client.pipe(upstream);
     upstream.pipe(client);
   });
@@ -228,6 +244,18 @@ export async function startTcpProxy(target: string, defaultPort: number): Promis
     setDown(value) {
       down = value;
       if (value) cut();
+    },
+    downAfterUpstreamBytes(bytes) {
+      return new Promise<void>((resolve) => {
+        trip = {
+          remaining: bytes,
+          fire: () => {
+            down = true;
+            cut();
+            resolve();
+          },
+        };
+      });
     },
     async close() {
       cut();
