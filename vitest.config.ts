@@ -9,6 +9,8 @@ export default defineConfig({
     alias: {
       '@mailroom/core': src('core'),
       '@mailroom/outbox': src('outbox'),
+      '@mailroom/inbox': src('inbox'),
+      '@mailroom/dlq': src('dlq'),
     },
   },
   test: {

@@ -11,6 +11,7 @@ export type MailroomErrorCode =
   | 'NOT_CONNECTED'
   | 'PUBLISH_FAILED'
   | 'UNREACHABLE'
+  | 'REPLAY_REFUSED'
   | 'STOPPED';
 
 /** Options for {@link MailroomError}. */

@@ -85,7 +85,7 @@ describe('migrations', () => {
     const appliedCounts = results.map((r) => r.applied.length);
     expect(appliedCounts.filter((n) => n > 0)).toHaveLength(1);
     const tables = await pool.query(`SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY 1`, [schema]);
-    expect(tables.rows.map((r: { table_name: string }) => r.table_name)).toEqual(['dead_letters', 'mailroom_migrations', 'outbox']);
+    expect(tables.rows.map((r: { table_name: string }) => r.table_name)).toEqual(['dead_letters', 'inbox', 'inbox_consumers', 'mailroom_migrations', 'outbox']);
     const again = await migrate(pool, { schema });
     expect(again.applied).toHaveLength(0);
   });
@@ -93,7 +93,7 @@ describe('migrations', () => {
   it('dry run lists pending SQL without applying it', async () => {
     const schema = randomName('mr');
     const result = await migrate(pool, { schema, dryRun: true });
-    expect(result.applied.map((m) => m.id)).toEqual([1, 2]);
+    expect(result.applied.map((m) => m.id)).toEqual([1, 2, 3]);
     expect(result.applied[0]?.sql).toContain(`CREATE TABLE "${schema}".outbox`);
     const present = await pool.query(`SELECT 1 FROM information_schema.schemata WHERE schema_name = $1`, [schema]);
     expect(present.rowCount).toBe(0);

@@ -1,0 +1,29 @@
+import type { Channel } from 'amqplib';
+
+/** Where dead letters wait on the broker until the sink stores them. */
+export interface DeadLetterTopology {
+  /** The durable topic exchange consumers publish dead letters to. Default: `mailroom.dead-letters`. */
+  exchange?: string;
+  /** The durable queue bound to it (`#`) that the sink drains. Default: `mailroom.dead-letters`. */
+  queue?: string;
+}
+
+/** The default dead-letter exchange and queue name. */
+export const DEFAULT_DEAD_LETTERS = 'mailroom.dead-letters';
+
+/** Fills in the defaults of a {@link DeadLetterTopology}. */
+export function resolveDeadLetterTopology(topology: DeadLetterTopology = {}): Required<DeadLetterTopology> {
+  return { exchange: topology.exchange ?? DEFAULT_DEAD_LETTERS, queue: topology.queue ?? DEFAULT_DEAD_LETTERS };
+}
+
+/**
+ * Declares the dead-letter exchange and queue. Idempotent, so every consumer and every sink
+ * declares it at start: a dead letter published before any sink ever ran is still kept.
+ */
+export async function declareDeadLetterTopology(channel: Pick<Channel, 'assertExchange' | 'assertQueue' | 'bindQueue'>, topology: DeadLetterTopology = {}): Promise<Required<DeadLetterTopology>> {
+  const resolved = resolveDeadLetterTopology(topology);
+  await channel.assertExchange(resolved.exchange, 'topic', { durable: true });
+  await channel.assertQueue(resolved.queue, { durable: true });
+  await channel.bindQueue(resolved.queue, resolved.exchange, '#');
+  return resolved;
+}

@@ -1,0 +1,32 @@
+import { LATENCY_BUCKETS, MetricsRegistry, type Counter, type Histogram } from '@mailroom/core';
+
+/** The consumer's metrics; every path that drops, delays or duplicates a message has one. */
+export interface ConsumerMetrics {
+  handled: Counter;
+  duplicates: Counter;
+  failures: Counter;
+  retries: Counter;
+  deadLettered: Counter;
+  requeued: Counter;
+  handlerSeconds: Histogram;
+}
+
+// Several consumers in one process share a registry: each metric is registered once per registry.
+const byRegistry = new WeakMap<MetricsRegistry, ConsumerMetrics>();
+
+/** The consumer metrics of `registry` (a private registry when none is given). */
+export function consumerMetrics(registry: MetricsRegistry = new MetricsRegistry()): ConsumerMetrics {
+  const existing = byRegistry.get(registry);
+  if (existing) return existing;
+  const metrics: ConsumerMetrics = {
+    handled: registry.counter('mailroom_inbox_handled_total', 'Deliveries whose handler transaction committed.'),
+    duplicates: registry.counter('mailroom_inbox_duplicates_total', 'Duplicate deliveries acked without running the handler.'),
+    failures: registry.counter('mailroom_inbox_failures_total', 'Handler failures (each one retried or dead-lettered).'),
+    retries: registry.counter('mailroom_inbox_retries_total', 'Deliveries sent to a delay queue for another attempt.'),
+    deadLettered: registry.counter('mailroom_inbox_dead_lettered_total', 'Deliveries sent to the dead letters, by reason.'),
+    requeued: registry.counter('mailroom_inbox_requeued_total', 'Deliveries given back to the queue after a database or broker error.'),
+    handlerSeconds: registry.histogram('mailroom_inbox_handler_seconds', 'Time from delivery to commit of handled messages.', LATENCY_BUCKETS),
+  };
+  byRegistry.set(registry, metrics);
+  return metrics;
+}

@@ -1,0 +1,64 @@
+import { DEFAULT_SCHEMA, MailroomError, quoteIdentifier, toExecutor, type Queryable } from '@mailroom/core';
+import { retryHorizonMs, type RetryPolicy } from './retry-policy.js';
+
+/** How long inbox rows are kept, and how often they are cleaned up. */
+export interface InboxRetention {
+  /** Rows older than this are deleted; it must not be shorter than the retry horizon. Default: 7 days. */
+  windowMs?: number;
+  /** How often a running consumer deletes expired rows; 0 turns it off. Default: 3600000 (1 hour). */
+  cleanupIntervalMs?: number;
+  /** Rows deleted per statement, so cleanup never holds long locks. Default: 5000. */
+  batchSize?: number;
+}
+
+/** The default inbox retention window: 7 days. */
+export const DEFAULT_RETENTION_MS = 7 * 24 * 3_600_000;
+
+/**
+ * Throws `INVALID_CONFIG` when `windowMs` is shorter than the retry horizon of `retry`: a
+ * message still being retried could otherwise meet an inbox that forgot its first copy.
+ */
+export function checkRetentionWindow(windowMs: number, retry: RetryPolicy = {}): void {
+  const horizon = retryHorizonMs(retry);
+  if (!Number.isFinite(windowMs) || windowMs < horizon) {
+    throw new MailroomError(
+      'INVALID_CONFIG',
+      `Invalid consumer options: "retention.windowMs" (${windowMs} ms) is shorter than the retry horizon (${horizon} ms, the sum of the retry delays). Set retention.windowMs to at least ${horizon}, or shorten the retry policy.`,
+      { details: { windowMs, retryHorizonMs: horizon } },
+    );
+  }
+}
+
+/** Options of {@link cleanupInbox}. */
+export interface CleanupInboxOptions {
+  /** The consumer whose rows are cleaned. */
+  consumer: string;
+  /** Rows older than this are deleted. */
+  windowMs: number;
+  /** Checked against `windowMs` first. Default: the default retry policy. */
+  retry?: RetryPolicy;
+  /** The schema of mailroom's tables. Default: `mailroom`. */
+  schema?: string;
+  /** Rows per DELETE statement. Default: 5000. */
+  batchSize?: number;
+}
+
+/** Deletes a consumer's inbox rows older than the window, in batches; returns how many. */
+export async function cleanupInbox(db: Queryable, options: CleanupInboxOptions): Promise<number> {
+  checkRetentionWindow(options.windowMs, options.retry);
+  const table = `${quoteIdentifier(options.schema ?? DEFAULT_SCHEMA)}.inbox`;
+  const batch = options.batchSize ?? 5000;
+  const executor = toExecutor(db);
+  let total = 0;
+  for (;;) {
+    const result = await executor.query(
+      `DELETE FROM ${table} WHERE (consumer, message_id) IN (
+         SELECT consumer, message_id FROM ${table}
+         WHERE consumer = $1 AND received_at < now() - $2::bigint * interval '1 millisecond'
+         LIMIT $3)`,
+      [options.consumer, Math.floor(options.windowMs), batch],
+    );
+    total += result.rowCount;
+    if (result.rowCount < batch) return total;
+  }
+}

@@ -1,0 +1,11 @@
+export { Consumer, createConsumer } from './consumer.js';
+export type { ConsumerOptions, ConsumerStats, ConsumerEvents, QueueBinding } from './consumer.js';
+export { handler } from './handler.js';
+export type { HandlerBinding, HandlerContext, HandlerFunction, MessageMetadata } from './handler.js';
+export { NonRetryableError, isNonRetryableError } from './non-retryable-error.js';
+export { DEFAULT_RETRY_POLICY, resolveRetryPolicy, retryDelayMs, retryDelays, retryHorizonMs } from './retry-policy.js';
+export type { RetryPolicy } from './retry-policy.js';
+export { DEFAULT_RETENTION_MS, checkRetentionWindow, cleanupInbox } from './inbox-retention.js';
+export type { InboxRetention, CleanupInboxOptions } from './inbox-retention.js';
+export { consumerMetrics } from './consumer-metrics.js';
+export type { ConsumerMetrics } from './consumer-metrics.js';
