@@ -24,7 +24,7 @@ afterAll(async () => {
   await broker?.close();
 });
 
-async function setup(relayOptions: Partial<Parameters<typeof createRelay>[0]> = {}): Promise<{ db: TestDatabase; relay: Relay; add(m: OutgoingMessage[]): Promise<void> }> {
+async function setup(relayOptions: Partial<Parameters<typeof createRelay>[0]> = {}): Promise<{ db: TestDatabase; relay: Relay; add: (m: OutgoingMessage[]) => Promise<void> }> {
   const db = await createTestDatabase();
   const relay = createRelay({
     database: db.databaseUrl,
