@@ -165,7 +165,7 @@ const optionsSchema = z.strictObject({
 class HandlerFailure extends Error {
   constructor(
     readonly original: unknown,
-    readonly reason: 'invalid-payload' | 'non-retryable' | 'transient',
+    readonly reason: 'invalid-payload' | 'non-retryable' | 'transient' | 'aborted',
   ) {
     super(describeError(original));
   }
@@ -573,6 +573,13 @@ export class Consumer<TTx = Queryable> extends EventEmitter<ConsumerEvents> {
         this.#settle(channel, message, 'requeue');
         return;
       }
+      if (error.reason === 'aborted') {
+        this.#stats.requeued += 1;
+        this.#metrics.requeued.inc({ consumer: this.name });
+        this.emit('requeued', { messageId: meta.messageId, error: error.message });
+        this.#settle(channel, message, 'requeue');
+        return;
+      }
       this.#stats.failures += 1;
       this.#metrics.failures.inc({ consumer: this.name, type: meta.type });
       if (error.reason === 'invalid-payload') return this.#deadLetter(channel, message, 'invalid-payload', error.message, attempt, fromRetry);
@@ -652,7 +659,8 @@ export class Consumer<TTx = Queryable> extends EventEmitter<ConsumerEvents> {
       try {
         await binding.handle({ payload, tx, db, message: meta, signal: controller.signal });
       } catch (error) {
-        throw new HandlerFailure(error, isNonRetryableError(error) ? 'non-retryable' : 'transient');
+        // A handler that gave up because stop() aborted it did not fail: no attempt is used.
+        throw new HandlerFailure(error, controller.signal.aborted ? 'aborted' : isNonRetryableError(error) ? 'non-retryable' : 'transient');
       }
       crashPoint('inbox.before-commit');
       return 'handled';

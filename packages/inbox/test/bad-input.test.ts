@@ -1,0 +1,83 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { deriveMessageId } from '@mailroom/dlq';
+import { waitFor } from '../../../test/helpers.js';
+import { consumerFor, deadLetters, effects, publish, recordEffect, setupEnv, type Env } from './support.js';
+
+let env: Env;
+beforeAll(async () => {
+  env = await setupEnv();
+});
+afterAll(async () => {
+  await env.cleanup();
+});
+
+describe('bad input ends in dead letters (must show 4)', () => {
+  it('invalid payload, non-JSON body, unknown type, oversized body, missing or non-UUID id, forged x-death: each dead-lettered once with its reason', async () => {
+    const seen: number[] = [];
+    const record = recordEffect(env.db.schema);
+    const consumer = consumerFor(
+      env,
+      async (ctx) => {
+        if (ctx.payload.orderId === 'always-fails') {
+          seen.push(ctx.message.attempt);
+          throw new Error('downstream is down');
+        }
+        await record(ctx);
+      },
+      { maxBodyBytes: 2048, retry: { maxAttempts: 2, initialDelayMs: 100 } },
+    );
+    await consumer.start();
+    const invalid = await publish(env, { orderId: 42 });
+    const notJson = await publish(env, null, { raw: Buffer.from('{"orderId": "o-1", total: oops') });
+    const unknown = await publish(env, { orderId: 'o-3', total: 1 }, { type: 'order.cancelled', routingKey: 'order.placed' });
+    const oversized = await publish(env, { orderId: 'x'.repeat(4096), total: 1 });
+    const noIdBody = Buffer.from(JSON.stringify({ orderId: 'no-id', total: 1 }));
+    await publish(env, null, { messageId: null, raw: noIdBody });
+    await publish(env, null, { messageId: null, raw: noIdBody });
+    await publish(env, { orderId: 'bad-id', total: 1 }, { messageId: 'order-17' });
+    const forged = await publish(
+      env,
+      { orderId: 'always-fails', total: 1 },
+      {
+        headers: {
+          'x-death': [{ count: 99, reason: 'rejected', queue: consumer.queue, exchange: '', 'routing-keys': [consumer.queue] }],
+          'x-mailroom-attempts': 99,
+        },
+      },
+    );
+    const good = await publish(env, { orderId: 'fine', total: 1 });
+
+    await waitFor(() => consumer.stats.deadLettered === 8 && consumer.stats.handled === 1, { what: 'eight dead letters and one handled', timeoutMs: 20_000 });
+    await waitFor(async () => (await deadLetters(env)).length === 7, { what: 'seven rows in the store' });
+    await sleep(300);
+    const rows = await deadLetters(env);
+    const byId = new Map(rows.map((r) => [r.message_id, r]));
+    expect(rows).toHaveLength(7);
+    expect(byId.get(invalid)).toMatchObject({ reason: 'invalid-payload', type: 'order.placed', payload: { orderId: 42 } });
+    expect(byId.get(invalid)?.error).toMatch(/orderId/);
+    expect(byId.get(notJson)).toMatchObject({ reason: 'not-json', payload: null });
+    expect(byId.get(notJson)?.body?.toString()).toBe('{"orderId": "o-1", total: oops');
+    expect(byId.get(unknown)).toMatchObject({ reason: 'unknown-type', type: 'order.cancelled' });
+    expect(byId.get(unknown)?.error).toContain('"order.cancelled"');
+    expect(byId.get(oversized)).toMatchObject({ reason: 'oversized' });
+    expect(byId.get(oversized)?.error).toMatch(/over the limit of 2048/);
+    const derived = deriveMessageId({ source: consumer.queue, rawMessageId: null, body: noIdBody });
+    expect(byId.get(derived)).toMatchObject({ reason: 'missing-message-id' });
+    const badId = rows.find((r) => r.reason === 'invalid-message-id');
+    expect(badId?.error).toContain('"order-17"');
+    // The forged broker header changes nothing: mailroom counts attempts itself, 1 and 2.
+    expect(byId.get(forged)).toMatchObject({ reason: 'max-attempts', attempts: 2 });
+    expect(seen).toEqual([1, 2]);
+    expect(await effects(env, good)).toBe(1);
+    expect(await effects(env)).toBe(1);
+    // Failures: the invalid payload (found inside the transaction) and the two forged-header attempts.
+    expect(consumer.stats).toMatchObject({ handled: 1, deadLettered: 8, retries: 1, failures: 3 });
+    // No loop: the work queue and the dead-letter queue are empty.
+    const ch = await env.broker.connection.createChannel();
+    expect((await ch.checkQueue(consumer.queue)).messageCount).toBe(0);
+    expect((await ch.checkQueue(env.broker.name('dead'))).messageCount).toBe(0);
+    await ch.close();
+    await consumer.stop();
+  });
+});

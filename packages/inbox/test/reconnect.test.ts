@@ -1,0 +1,93 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTcpProxy, testUrls, waitFor, type TcpProxy } from '../../../test/helpers.js';
+import { consumerFor, effects, publish, setupEnv, type Env } from './support.js';
+
+let env: Env;
+let proxy: TcpProxy;
+beforeAll(async () => {
+  env = await setupEnv();
+  proxy = await startTcpProxy(testUrls().amqpUrl, 5672);
+});
+afterAll(async () => {
+  await env.cleanup();
+  await proxy.close();
+});
+
+describe('connection loss (must show 6)', () => {
+  it('the RabbitMQ connection closed twice while consuming: the consumer resubscribes and nothing is lost or handled twice', async () => {
+    const consumer = consumerFor(
+      env,
+      async ({ db, message }) => {
+        await sleep(2);
+        await db.query(`INSERT INTO "${env.db.schema}".effects (message_id, note) VALUES ($1, 'reconnect')`, [message.messageId]);
+      },
+      { amqp: proxy.url(testUrls().amqpUrl), prefetch: 10 },
+    );
+    let subscribed = 0;
+    consumer.on('subscribed', () => (subscribed += 1));
+    await consumer.start();
+    const ids = await Promise.all(Array.from({ length: 300 }, (_, i) => publish(env, { orderId: `r-${i}`, total: i })));
+    await waitFor(() => consumer.stats.handled >= 60, { what: 'some messages handled before the cut' });
+    proxy.cut();
+    await waitFor(() => subscribed >= 2, { what: 'a resubscription' });
+    await waitFor(() => consumer.stats.handled >= 180, { what: 'more messages handled' });
+    proxy.cut();
+    await waitFor(() => subscribed >= 3, { what: 'a second resubscription' });
+    await waitFor(async () => (await effects(env)) >= 300, { what: 'all 300 effects', timeoutMs: 30_000 });
+    await sleep(500);
+    const rows = await env.db.pool.query<{ total: string; distinct: string }>(
+      `SELECT count(*)::text AS total, count(DISTINCT message_id)::text AS distinct FROM "${env.db.schema}".effects WHERE message_id = ANY($1::uuid[])`,
+      [ids],
+    );
+    expect(rows.rows[0]).toEqual({ total: '300', distinct: '300' });
+    // Deliveries in flight at a cut come back; the ones already committed are duplicates, not effects.
+    expect(consumer.stats.handled).toBe(300);
+    expect(consumer.stats.deadLettered).toBe(0);
+    await consumer.stop();
+  });
+});
+
+describe('stop()', () => {
+  it('waits for a handler in flight up to the timeout, aborts its signal and resolves; the message is handled by the next consumer', async () => {
+    let aborted = false;
+    let release: () => void = () => undefined;
+    const name = env.broker.name('stop');
+    const stuck = consumerFor(
+      env,
+      async ({ signal }) => {
+        await new Promise<void>((resolve, reject) => {
+          release = resolve;
+          signal.addEventListener('abort', () => {
+            aborted = true;
+            reject(new Error('aborted'));
+          });
+        });
+      },
+      { name, stopTimeoutMs: 300 },
+    );
+    await stuck.start();
+    const id = await publish(env, { orderId: 'slow', total: 1 });
+    await sleep(200);
+    const started = performance.now();
+    await stuck.stop();
+    const took = performance.now() - started;
+    release();
+    expect(aborted).toBe(true);
+    expect(took).toBeGreaterThanOrEqual(290);
+    expect(took).toBeLessThan(3000);
+    // The aborted delivery used no attempt: it went back to the queue.
+    expect(stuck.stats).toMatchObject({ handled: 0, retries: 0, deadLettered: 0, failures: 0, requeued: 1 });
+    const next = consumerFor(
+      env,
+      async ({ db, message }) => {
+        await db.query(`INSERT INTO "${env.db.schema}".effects (message_id, note) VALUES ($1, 'next')`, [message.messageId]);
+      },
+      { name },
+    );
+    await next.start();
+    await waitFor(() => next.stats.handled === 1, { what: 'the next consumer to handle it' });
+    expect(await effects(env, id)).toBe(1);
+    await next.stop();
+  });
+});
