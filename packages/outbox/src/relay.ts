@@ -10,6 +10,7 @@ import {
   describeError,
   failureFingerprint,
   quoteIdentifier,
+  redactUrl,
   silentLogger,
   type AmqpConnection,
   type Executor,
@@ -180,7 +181,8 @@ class OutboxRelay extends EventEmitter<RelayEvents> implements Relay {
     try {
       present = (await this.#pool.query('SELECT to_regclass($1) IS NOT NULL AS present', [table])).rows[0];
     } catch (error) {
-      throw new MailroomError('UNREACHABLE', `The relay cannot reach PostgreSQL: ${describeError(error)}`, { cause: error });
+      const where = typeof this.#o.database === 'string' ? ` at ${redactUrl(this.#o.database)}` : '';
+      throw new MailroomError('UNREACHABLE', `The relay cannot reach PostgreSQL${where}: ${describeError(error)}`, { cause: error });
     }
     if ((present as { present?: boolean } | undefined)?.present !== true) {
       throw new MailroomError('MIGRATION_FAILED', `Table ${table} does not exist: run \`mailroom migrate\` (or migrate()) first.`);

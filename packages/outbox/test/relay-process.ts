@@ -36,6 +36,8 @@ export function startRelayProcess(schema: string, env: Record<string, string> = 
     if (port === undefined) throw new Error(`relay exited before listening:\n${child.output()}`);
     return port;
   })();
+  // A process that is expected to fail never listens: that is not an unhandled error.
+  port$.catch(() => undefined);
   return {
     ...child,
     port: () => port$,
