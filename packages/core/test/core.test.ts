@@ -105,7 +105,7 @@ describe('migrations', () => {
     const db = new Kysely<Record<string, never>>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: databaseUrl, max: 2 }) }) });
     try {
       const result = await migrate(db, { schema });
-      expect(result.applied).toHaveLength(2);
+      expect(result.applied).toHaveLength(3);
       const count = await inTransaction(db, async (tx) => (await tx.query<{ n: string }>(`SELECT count(*) AS n FROM "${schema}".outbox`)).rows[0]?.n);
       expect(count).toBe('0');
       const rows = await toExecutor(db).query<{ one: number }>('SELECT $1::int AS one', [1]);
