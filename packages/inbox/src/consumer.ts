@@ -175,6 +175,10 @@ type Outcome = 'handled' | 'duplicate';
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
+function sqlLiteral(value: string): string {
+  return `'${value.replace(/'/g, "''")}'`;
+}
+
 function headerText(value: unknown): string | null {
   if (typeof value === 'string') return value;
   if (Buffer.isBuffer(value)) return value.toString('utf8');
@@ -643,13 +647,13 @@ export class Consumer<TTx = Queryable> extends EventEmitter<ConsumerEvents> {
   async #transaction(binding: HandlerBinding<TTx>, body: unknown, meta: MessageMetadata): Promise<Outcome> {
     const controller = new AbortController();
     this.#aborts.add(controller);
-    const work = async (tx: TTx, db: Executor): Promise<Outcome> => {
-      const inserted = await db.query(`INSERT INTO ${this.#inboxTable} (consumer, message_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, [
-        this.name,
-        meta.messageId,
-      ]);
+    const work = async (tx: TTx, db: Executor, alreadyInserted?: boolean): Promise<Outcome> => {
+      const inserted =
+        alreadyInserted ??
+        (await db.query(`INSERT INTO ${this.#inboxTable} (consumer, message_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, [this.name, meta.messageId]))
+          .rowCount > 0;
       // Nothing was written: committing this transaction commits nothing.
-      if (inserted.rowCount === 0) return 'duplicate';
+      if (!inserted) return 'duplicate';
       let payload: unknown;
       try {
         payload = binding.contract.parse(body);
@@ -666,13 +670,13 @@ export class Consumer<TTx = Queryable> extends EventEmitter<ConsumerEvents> {
       return 'handled';
     };
     try {
-      return await this.#inTransaction(work);
+      return await this.#inTransaction(work, meta.messageId);
     } finally {
       this.#aborts.delete(controller);
     }
   }
 
-  async #inTransaction(work: (tx: TTx, db: Executor) => Promise<Outcome>): Promise<Outcome> {
+  async #inTransaction(work: (tx: TTx, db: Executor, alreadyInserted?: boolean) => Promise<Outcome>, messageId: string): Promise<Outcome> {
     const db = this.#db;
     if (isKysely(db)) {
       return db.transaction().execute((trx) => work(trx as TTx, toExecutor(trx)));
@@ -682,10 +686,14 @@ export class Consumer<TTx = Queryable> extends EventEmitter<ConsumerEvents> {
     let healthy = true;
     try {
       const executor = toExecutor(client);
-      await executor.query('BEGIN');
+      // BEGIN and the inbox insert in one round trip (simple protocol, so values are inlined:
+      // the consumer name is validated against NAME and the message id is a checked UUID).
+      const begun = await executor.query(
+        `BEGIN; INSERT INTO ${this.#inboxTable} (consumer, message_id) VALUES (${sqlLiteral(this.name)}, ${sqlLiteral(messageId)}) ON CONFLICT DO NOTHING`,
+      );
       let result: Outcome;
       try {
-        result = await work(client as TTx, executor);
+        result = await work(client as TTx, executor, begun.rowCount > 0);
       } catch (error) {
         await executor.query('ROLLBACK').catch(() => {
           healthy = false;
