@@ -175,6 +175,10 @@ type Outcome = 'handled' | 'duplicate';
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
+const ABORTED_TRANSACTION = new Error(
+  'The handler transaction was aborted by an earlier error (caught inside the handler?), so nothing was committed.',
+);
+
 function sqlLiteral(value: string): string {
   return `'${value.replace(/'/g, "''")}'`;
 }
@@ -679,7 +683,18 @@ export class Consumer<TTx = Queryable> extends EventEmitter<ConsumerEvents> {
   async #inTransaction(work: (tx: TTx, db: Executor, alreadyInserted?: boolean) => Promise<Outcome>, messageId: string): Promise<Outcome> {
     const db = this.#db;
     if (isKysely(db)) {
-      return db.transaction().execute((trx) => work(trx as TTx, toExecutor(trx)));
+      return db.transaction().execute(async (trx) => {
+        const executor = toExecutor(trx);
+        const outcome = await work(trx as TTx, executor);
+        // kysely does not tell a COMMIT from the ROLLBACK PostgreSQL answers for an aborted
+        // transaction; this query fails in one, so the message is retried rather than acked.
+        if (outcome === 'handled') {
+          await executor.query('SELECT 1').catch(() => {
+            throw new HandlerFailure(ABORTED_TRANSACTION, 'transient');
+          });
+        }
+        return outcome;
+      });
     }
     if (!isPgPool(db)) throw new MailroomError('UNSUPPORTED_EXECUTOR', 'The consumer needs a pg Pool or a kysely instance.');
     const client = await db.connect();
@@ -700,7 +715,10 @@ export class Consumer<TTx = Queryable> extends EventEmitter<ConsumerEvents> {
         });
         throw error;
       }
-      await executor.query('COMMIT');
+      // COMMIT of a transaction that an error aborted (one the handler caught and swallowed)
+      // answers ROLLBACK without failing: acking then would lose the message.
+      const committed = (await client.query('COMMIT')) as { command?: unknown };
+      if (committed.command === 'ROLLBACK') throw new HandlerFailure(ABORTED_TRANSACTION, 'transient');
       return result;
     } catch (error) {
       if (!(error instanceof HandlerFailure)) healthy = false;

@@ -12,7 +12,7 @@ export interface Env {
   broker: TestBroker;
   publisher: ConfirmChannel;
   exchange: string;
-  consumers: Consumer[];
+  consumers: Array<Pick<Consumer<never>, 'stop' | 'queue' | 'delayQueues'>>;
   cleanup(): Promise<void>;
 }
 
@@ -24,7 +24,7 @@ export async function setupEnv(): Promise<Env> {
   const exchange = broker.name('events');
   await publisher.assertExchange(exchange, 'topic', { durable: true });
   await db.pool.query(`CREATE TABLE "${db.schema}".effects (message_id uuid NOT NULL, note text, at timestamptz NOT NULL DEFAULT clock_timestamp())`);
-  const consumers: Consumer[] = [];
+  const consumers: Env['consumers'] = [];
   return {
     db,
     broker,

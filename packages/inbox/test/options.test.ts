@@ -1,0 +1,106 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Kysely, PostgresDialect, sql, type Transaction } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createConsumer, handler } from '@mailroom/inbox';
+import { testUrls, waitFor } from '../../../test/helpers.js';
+import { OrderPlaced, consumerFor, deadLetters, effects, publish, setupEnv, type Env } from './support.js';
+
+let env: Env;
+beforeAll(async () => {
+  env = await setupEnv();
+});
+afterAll(async () => {
+  await env.cleanup();
+});
+
+describe('consumer options', () => {
+  it('runs on kysely: the handler gets the kysely Transaction, duplicates are deduped', async () => {
+    const contract = OrderPlaced(env.exchange);
+    const db = new Kysely<Record<string, never>>({ dialect: new PostgresDialect({ pool: env.db.pool }) });
+    const consumer = createConsumer<Transaction<Record<string, never>>>({
+      name: env.broker.name('kysely'),
+      db,
+      amqp: testUrls().amqpUrl,
+      schema: env.db.schema,
+      deadLetters: { exchange: env.broker.name('dead'), queue: env.broker.name('dead') },
+      handlers: [
+        handler<typeof contract, Transaction<Record<string, never>>>(contract, async ({ tx, message }) => {
+          expect(tx.isTransaction).toBe(true);
+          await sql`INSERT INTO ${sql.table(`${env.db.schema}.effects`)} (message_id, note) VALUES (${message.messageId}, 'kysely')`.execute(tx);
+        }),
+      ],
+    });
+    env.consumers.push(consumer);
+    await consumer.start();
+    const id = await publish(env, { orderId: 'k-1', total: 1 });
+    await publish(env, { orderId: 'k-1', total: 1 }, { messageId: id });
+    await waitFor(() => consumer.stats.handled + consumer.stats.duplicates === 2, { what: 'two deliveries' });
+    expect(await effects(env, id)).toBe(1);
+    expect(consumer.stats).toMatchObject({ handled: 1, duplicates: 1 });
+    await consumer.stop();
+  });
+
+  it('a handler that swallows a database error is retried, never acked as handled with nothing committed', async () => {
+    const consumer = consumerFor(
+      env,
+      async ({ db, message }) => {
+        await db.query(`INSERT INTO "${env.db.schema}".effects (message_id, note) VALUES ($1, 'swallow')`, [message.messageId]);
+        if (message.attempt === 1) await db.query('SELECT 1/0').catch(() => undefined);
+      },
+      { retry: { maxAttempts: 3, initialDelayMs: 100 } },
+    );
+    await consumer.start();
+    const id = await publish(env, { orderId: 's-1', total: 1 });
+    await waitFor(() => consumer.stats.handled === 1, { what: 'the second attempt' });
+    expect(consumer.stats).toMatchObject({ handled: 1, retries: 1, failures: 1 });
+    expect(await effects(env, id)).toBe(1);
+    await consumer.stop();
+  });
+
+  it('ordering: messages of one key are handled one at a time, in delivery order', async () => {
+    const seen = new Map<string, number[]>();
+    let running = 0;
+    let overlapWithinKey = false;
+    const active = new Set<string>();
+    const consumer = consumerFor(
+      env,
+      async ({ payload, message }) => {
+        const key = message.key ?? '';
+        if (active.has(key)) overlapWithinKey = true;
+        active.add(key);
+        running++;
+        await sleep(Math.random() * 4);
+        seen.set(key, [...(seen.get(key) ?? []), payload.total]);
+        running--;
+        active.delete(key);
+      },
+      { ordering: true, prefetch: 50 },
+    );
+    await consumer.start();
+    for (let i = 0; i < 30; i++) {
+      await publish(env, { orderId: `a-${i}`, total: i }, { key: 'a' });
+      await publish(env, { orderId: `b-${i}`, total: i }, { key: 'b' });
+    }
+    await waitFor(() => consumer.stats.handled === 60, { what: '60 handled' });
+    const inOrder = Array.from({ length: 30 }, (_, i) => i);
+    expect(seen.get('a')).toEqual(inOrder);
+    expect(seen.get('b')).toEqual(inOrder);
+    expect(overlapWithinKey).toBe(false);
+    expect(running).toBe(0);
+    await consumer.stop();
+  });
+
+  it('declares a quorum work queue when asked', async () => {
+    const consumer = consumerFor(env, async () => undefined, { queueType: 'quorum' });
+    await consumer.start();
+    const id = await publish(env, { orderId: 'q-1', total: 1 });
+    await waitFor(() => consumer.stats.handled === 1, { what: 'the quorum queue delivery' });
+    // Redeclaring the queue as classic fails: it really is a quorum queue.
+    const ch = await env.broker.connection.createChannel();
+    ch.on('error', () => undefined);
+    await expect(ch.assertQueue(consumer.queue, { durable: true, arguments: { 'x-queue-type': 'classic' } })).rejects.toThrow(/PRECONDITION_FAILED/);
+    expect(id).toBeTruthy();
+    expect(await deadLetters(env)).toHaveLength(0);
+    await consumer.stop();
+  });
+});
