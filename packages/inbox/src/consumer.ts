@@ -179,6 +179,11 @@ const ABORTED_TRANSACTION = new Error(
   'The handler transaction was aborted by an earlier error (caught inside the handler?), so nothing was committed.',
 );
 
+function isHandlerSqlState(error: unknown): boolean {
+  const code = typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
+  return typeof code === 'string' && /^(23|40)[0-9A-Z]{3}$/.test(code);
+}
+
 function sqlLiteral(value: string): string {
   return `'${value.replace(/'/g, "''")}'`;
 }
@@ -569,7 +574,11 @@ export class Consumer<TTx = Queryable> extends EventEmitter<ConsumerEvents> {
           return result;
         },
       );
-    } catch (error) {
+    } catch (thrown) {
+      // An integrity or serialization error at COMMIT (a deferred constraint, a conflict with
+      // another transaction) comes from what the handler wrote: it follows the retry policy
+      // instead of being requeued forever as if the database were down.
+      const error = thrown instanceof HandlerFailure || !isHandlerSqlState(thrown) ? thrown : new HandlerFailure(thrown, 'transient');
       if (!(error instanceof HandlerFailure)) {
         // The inbox insert, BEGIN or COMMIT failed: the database, not the message, is the
         // problem. No attempt is used up; the pause keeps an outage from becoming a hot loop.

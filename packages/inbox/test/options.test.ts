@@ -57,6 +57,25 @@ describe('consumer options', () => {
     await consumer.stop();
   });
 
+  it('a deferred constraint that fails at COMMIT follows the retry policy and ends in dead letters, no requeue loop', async () => {
+    await env.db.pool.query(
+      `CREATE TABLE "${env.db.schema}".deferred (v int, CONSTRAINT v_unique UNIQUE (v) DEFERRABLE INITIALLY DEFERRED); INSERT INTO "${env.db.schema}".deferred VALUES (1)`,
+    );
+    const consumer = consumerFor(
+      env,
+      async ({ db }) => {
+        await db.query(`INSERT INTO "${env.db.schema}".deferred VALUES (1)`);
+      },
+      { retry: { maxAttempts: 2, initialDelayMs: 100 } },
+    );
+    await consumer.start();
+    const id = await publish(env, { orderId: 'd-1', total: 1 });
+    await waitFor(async () => (await deadLetters(env)).some((d) => d.message_id === id), { what: 'the dead letter' });
+    expect(consumer.stats).toMatchObject({ handled: 0, failures: 2, retries: 1, deadLettered: 1, requeued: 0 });
+    expect((await deadLetters(env)).find((d) => d.message_id === id)).toMatchObject({ reason: 'max-attempts', attempts: 2 });
+    await consumer.stop();
+  });
+
   it('ordering: messages of one key are handled one at a time, in delivery order', async () => {
     const seen = new Map<string, number[]>();
     let running = 0;
@@ -99,8 +118,7 @@ describe('consumer options', () => {
     const ch = await env.broker.connection.createChannel();
     ch.on('error', () => undefined);
     await expect(ch.assertQueue(consumer.queue, { durable: true, arguments: { 'x-queue-type': 'classic' } })).rejects.toThrow(/PRECONDITION_FAILED/);
-    expect(id).toBeTruthy();
-    expect(await deadLetters(env)).toHaveLength(0);
+    expect((await deadLetters(env)).filter((d) => d.message_id === id)).toHaveLength(0);
     await consumer.stop();
   });
 });
