@@ -19,6 +19,8 @@ export const DEAD_LETTER_HEADERS = {
   originalExchange: 'x-mailroom-original-exchange',
   /** The routing key the message was first published with. */
   originalRoutingKey: 'x-mailroom-original-routing-key',
+  /** A per-publish id, so a copy the broker returns as unroutable is recognised. */
+  publishId: 'x-mailroom-publish-id',
 } as const;
 
 /** Why a message became a dead letter. */

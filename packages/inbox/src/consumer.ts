@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -222,13 +223,28 @@ function republishOptions(message: ConsumeMessage, headers: Record<string, unkno
   return options;
 }
 
+const PUBLISH_ID = DEAD_LETTER_HEADERS.publishId;
+
+// Publish ids the broker returned as unroutable, per channel (filled by its 'return' listener).
+const returnedOn = new WeakMap<ConfirmChannel, Set<string>>();
+
+/** A retry or dead-letter copy the broker confirmed but returned: its queue is missing. */
+class UnroutableError extends MailroomError {}
+
+// Confirmed and mandatory: a copy counts as kept only when the broker confirmed it and did not
+// return it as unroutable (a delay queue or the dead-letter binding was deleted under us).
 function publishConfirmed(channel: ConfirmChannel, exchange: string, routingKey: string, content: Buffer, options: Options.Publish): Promise<void> {
+  const publishId = randomUUID();
+  const returned = returnedOn.get(channel);
+  const target = `${exchange || 'the default exchange'} / ${routingKey}`;
   return new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new MailroomError('PUBLISH_FAILED', `No publisher confirm from RabbitMQ within 10 s (${exchange || 'default exchange'} / ${routingKey}).`)), 10_000);
+    const timer = setTimeout(() => reject(new MailroomError('PUBLISH_FAILED', `No publisher confirm from RabbitMQ within 10 s (${target}).`)), 10_000);
     try {
-      channel.publish(exchange, routingKey, content, options, (error: unknown) => {
+      channel.publish(exchange, routingKey, content, { ...options, mandatory: true, headers: { ...(options.headers as Record<string, unknown> | undefined), [PUBLISH_ID]: publishId } }, (error: unknown) => {
         clearTimeout(timer);
-        if (error) reject(new MailroomError('PUBLISH_FAILED', `RabbitMQ did not confirm a publish to ${exchange || 'the default exchange'} / ${routingKey}.`, { cause: error }));
+        // RabbitMQ sends basic.return before the ack of the same publish, so it is known here.
+        if (error) reject(new MailroomError('PUBLISH_FAILED', `RabbitMQ did not confirm a publish to ${target}.`, { cause: error }));
+        else if (returned?.delete(publishId) === true) reject(new UnroutableError('PUBLISH_FAILED', `RabbitMQ returned a publish to ${target} as unroutable.`));
         else resolve();
       });
     } catch (error) {
@@ -440,6 +456,12 @@ export class Consumer<TTx = Queryable> extends EventEmitter<ConsumerEvents> {
         const ch = channel;
         this.#channel = ch;
         ch.on('error', (error: Error) => this.#logger.warn(`consumer ${this.name}: channel error`, { error: describeError(error) }));
+        const returned = new Set<string>();
+        returnedOn.set(ch, returned);
+        ch.on('return', (m: { properties: { headers?: Record<string, unknown> } }) => {
+          const id = m.properties.headers?.[PUBLISH_ID];
+          if (typeof id === 'string') returned.add(id);
+        });
         ch.once('close', () => {
           if (this.#channel !== ch) return;
           this.#channel = undefined;
@@ -509,6 +531,8 @@ export class Consumer<TTx = Queryable> extends EventEmitter<ConsumerEvents> {
       this.#metrics.requeued.inc({ consumer: this.name });
       this.#logger.warn(`consumer ${this.name}: could not settle a delivery; it will be redelivered`, { error: describeError(error) });
       this.#settle(channel, message, 'requeue');
+      // A returned copy means our topology is gone: a fresh channel declares it again.
+      if (error instanceof UnroutableError) channel.close().catch(() => undefined);
     }
   }
 

@@ -76,6 +76,29 @@ describe('consumer options', () => {
     await consumer.stop();
   });
 
+  it('a retry copy returned as unroutable (delay queue deleted) is not acked; the topology is declared again', async () => {
+    const consumer = consumerFor(
+      env,
+      async ({ db, message }) => {
+        if (message.attempt === 1) throw new Error('first attempt fails');
+        await db.query(`INSERT INTO "${env.db.schema}".effects (message_id, note) VALUES ($1, 'unroutable')`, [message.messageId]);
+      },
+      { retry: { maxAttempts: 3, initialDelayMs: 100 } },
+    );
+    let subscribed = 0;
+    consumer.on('subscribed', () => (subscribed += 1));
+    await consumer.start();
+    const ch = await env.broker.connection.createChannel();
+    for (const q of consumer.delayQueues) await ch.deleteQueue(q);
+    await ch.close();
+    const id = await publish(env, { orderId: 'u-1', total: 1 });
+    await waitFor(() => consumer.stats.handled === 1, { what: 'the message handled after the topology came back' });
+    expect(consumer.stats.requeued).toBeGreaterThanOrEqual(1);
+    expect(subscribed).toBeGreaterThanOrEqual(2);
+    expect(await effects(env, id)).toBe(1);
+    await consumer.stop();
+  });
+
   it('ordering: messages of one key are handled one at a time, in delivery order', async () => {
     const seen = new Map<string, number[]>();
     let running = 0;
