@@ -361,7 +361,7 @@ export class Consumer<TTx = Queryable> extends EventEmitter<ConsumerEvents> {
       this.#sink = createDeadLetterSink({ db: this.#db, schema: this.#schema, amqp: this.#connection, topology: this.#deadLetters, logger: this.#logger });
       await this.#sink.start();
     }
-    await this.#subscribe();
+    await this.#subscribe(true);
     if (this.#cleanupIntervalMs > 0) {
       this.#cleanupTimer = setInterval(() => {
         this.cleanup().catch((error: unknown) => this.#logger.warn('inbox cleanup failed', { error: describeError(error) }));
@@ -446,7 +446,7 @@ export class Consumer<TTx = Queryable> extends EventEmitter<ConsumerEvents> {
     }
   }
 
-  async #subscribe(): Promise<void> {
+  async #subscribe(first = false): Promise<void> {
     let delay = 100;
     while (!this.#stopping) {
       let channel: ConfirmChannel | undefined;
@@ -483,6 +483,16 @@ export class Consumer<TTx = Queryable> extends EventEmitter<ConsumerEvents> {
         return;
       } catch (error) {
         if (this.#stopping) return;
+        // 406 PRECONDITION_FAILED: a queue exists with other arguments (classic vs quorum, say).
+        // Retrying cannot fix that, so start() says so instead of hanging.
+        if (first && (error as { code?: unknown }).code === 406) {
+          if (channel && this.#channel === channel) this.#channel = undefined;
+          throw new MailroomError(
+            'INVALID_CONFIG',
+            `Consumer "${this.name}": RabbitMQ refused the topology: ${describeError(error)}. An existing queue has other arguments (queueType?); delete it or use another queue name.`,
+            { cause: error },
+          );
+        }
         this.#logger.warn(`consumer ${this.name}: cannot subscribe, retrying in ${delay} ms`, { error: describeError(error) });
         if (channel && this.#channel === channel) this.#channel = undefined;
         await channel?.close().catch(() => undefined);

@@ -141,6 +141,10 @@ describe('consumer options', () => {
     const ch = await env.broker.connection.createChannel();
     ch.on('error', () => undefined);
     await expect(ch.assertQueue(consumer.queue, { durable: true, arguments: { 'x-queue-type': 'classic' } })).rejects.toThrow(/PRECONDITION_FAILED/);
+    // And a consumer that asks for a classic queue under that name is refused at start.
+    const clash = consumerFor(env, async () => undefined, { name: env.broker.name('clash'), queue: consumer.queue });
+    await expect(clash.start()).rejects.toThrow(/refused the topology.*PRECONDITION_FAILED/);
+    await clash.stop();
     expect((await deadLetters(env)).filter((d) => d.message_id === id)).toHaveLength(0);
     await consumer.stop();
   });
