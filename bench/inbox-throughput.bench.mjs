@@ -8,12 +8,13 @@ import amqp from 'amqplib';
 import { z } from 'zod';
 import { defineMessage, MetricsRegistry } from '@mailroom/core';
 import { createConsumer, handler } from '@mailroom/inbox';
-import { amqpUrl, fmt, freshSchema, median, newPool, report, tag } from './lib.mjs';
+import { amqpUrl, fmt, freshSchema, median, newPool, quantile, report, tag } from './lib.mjs';
 
 const COUNT = Number(process.env.BENCH_INBOX_COUNT ?? 10_000);
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
-const PREFETCH = Number(process.env.BENCH_INBOX_PREFETCH ?? 100);
-const POOL = Number(process.env.BENCH_INBOX_POOL ?? 16);
+const PREFETCH = Number(process.env.BENCH_INBOX_PREFETCH ?? 64);
+const POOL = Number(process.env.BENCH_INBOX_POOL ?? 32);
+const LATENCY_COUNT = Number(process.env.BENCH_INBOX_LATENCY_COUNT ?? 1000);
 
 const pool = newPool(POOL);
 const connection = await amqp.connect(amqpUrl);
@@ -23,10 +24,10 @@ await admin.assertExchange(exchange, 'topic', { durable: true });
 const Event = defineMessage('bench.event', z.object({ orderId: z.string(), n: z.number() }), { exchange });
 
 // The queue is declared as the consumer declares it, then filled, so both sides start from a full queue.
-async function preload(queue) {
+async function preload(queue, count) {
   await admin.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': 'classic' } });
   await admin.bindQueue(queue, exchange, 'bench.event');
-  for (let i = 0; i < COUNT; i++) {
+  for (let i = 0; i < count; i++) {
     const body = Buffer.from(JSON.stringify({ orderId: `o-${i}`, n: i }));
     const ok = admin.publish(exchange, 'bench.event', body, {
       messageId: randomUUID(),
@@ -41,12 +42,12 @@ async function preload(queue) {
   await admin.waitForConfirms();
 }
 
-async function withInbox() {
+async function withInbox(prefetch = PREFETCH, count = COUNT) {
   const { schema, drop } = await freshSchema(pool);
   const name = `bench.inbox.${tag()}`;
-  await preload(name);
+  await preload(name, count);
   const metrics = new MetricsRegistry();
-  let latencyMs = 0;
+  const latencies = [];
   let done;
   const finished = new Promise((resolve) => (done = resolve));
   const consumer = createConsumer({
@@ -54,15 +55,15 @@ async function withInbox() {
     db: pool,
     amqp: amqpUrl,
     schema,
-    prefetch: PREFETCH,
+    prefetch,
     metrics,
     deadLetters: { exchange: `${name}.dead`, queue: `${name}.dead`, sink: false },
     retention: { cleanupIntervalMs: 0 },
     handlers: [handler(Event, async () => undefined)],
   });
   consumer.on('handled', (_meta, ms) => {
-    latencyMs += ms;
-    if (consumer.stats.handled === COUNT) done();
+    latencies.push(ms);
+    if (consumer.stats.handled === count) done();
   });
   const cpu0 = process.cpuUsage();
   const started = process.hrtime.bigint();
@@ -74,16 +75,26 @@ async function withInbox() {
   for (const q of [name, ...consumer.delayQueues, `${name}.dead`]) await admin.deleteQueue(q);
   await admin.deleteExchange(`${name}.dead`);
   await drop();
-  return { rate: COUNT / seconds, meanLatencyMs: latencyMs / COUNT, cpuUsPerMessage: (cpu.user + cpu.system) / COUNT };
+  return summarize(count, seconds, latencies, cpu);
 }
 
-async function withoutInbox() {
+function summarize(count, seconds, latencies, cpu) {
+  return {
+    rate: count / seconds,
+    meanLatencyMs: latencies.reduce((a, b) => a + b, 0) / latencies.length,
+    p50LatencyMs: median(latencies),
+    p99LatencyMs: quantile(latencies, 0.99),
+    cpuUsPerMessage: (cpu.user + cpu.system) / count,
+  };
+}
+
+async function withoutInbox(prefetch = PREFETCH, count = COUNT) {
   const queue = `bench.raw.${tag()}`;
-  await preload(queue);
+  await preload(queue, count);
   const ch = await connection.createChannel();
-  await ch.prefetch(PREFETCH);
+  await ch.prefetch(prefetch);
   let handled = 0;
-  let latencyMs = 0;
+  const latencies = [];
   let done;
   const finished = new Promise((resolve) => (done = resolve));
   const trivial = async () => undefined;
@@ -94,9 +105,9 @@ async function withoutInbox() {
     const payload = Event.parse(JSON.parse(msg.content.toString('utf8')));
     void trivial(payload).then(() => {
       ch.ack(msg);
-      latencyMs += performance.now() - t0;
+      latencies.push(performance.now() - t0);
       handled++;
-      if (handled === COUNT) done();
+      if (handled === count) done();
     });
   });
   await finished;
@@ -104,7 +115,7 @@ async function withoutInbox() {
   const cpu = process.cpuUsage(cpu0);
   await ch.close();
   await admin.deleteQueue(queue);
-  return { rate: COUNT / seconds, meanLatencyMs: latencyMs / COUNT, cpuUsPerMessage: (cpu.user + cpu.system) / COUNT };
+  return summarize(count, seconds, latencies, cpu);
 }
 
 const inbox = [];
@@ -120,6 +131,9 @@ for (let run = 0; run < RUNS; run++) {
   }
   process.stderr.write(`run ${run + 1}/${RUNS} done\n`);
 }
+// One message at a time: what the inbox transaction adds to a single message.
+const rawOne = await withoutInbox(1, LATENCY_COUNT);
+const inboxOne = await withInbox(1, LATENCY_COUNT);
 await admin.deleteExchange(exchange);
 await connection.close();
 await pool.end();
@@ -144,10 +158,30 @@ const rows = [
     'delivery-to-ack ms (mean)': fmt(median(inbox.map((r) => r.meanLatencyMs)), 3),
     'CPU µs/msg (this process)': fmt(median(inbox.map((r) => r.cpuUsPerMessage)), 1),
   },
+  {
+    what: 'prefetch 1: no inbox',
+    'msg/s (median)': fmt(rawOne.rate),
+    runs: '1',
+    ratio: '1.00',
+    'delivery-to-ack ms (mean)': `${fmt(rawOne.meanLatencyMs, 3)} (p50 ${fmt(rawOne.p50LatencyMs, 3)}, p99 ${fmt(rawOne.p99LatencyMs, 3)})`,
+    'CPU µs/msg (this process)': fmt(rawOne.cpuUsPerMessage, 1),
+  },
+  {
+    what: 'prefetch 1: with inbox',
+    'msg/s (median)': fmt(inboxOne.rate),
+    runs: '1',
+    ratio: fmt(inboxOne.rate / rawOne.rate, 2),
+    'delivery-to-ack ms (mean)': `${fmt(inboxOne.meanLatencyMs, 3)} (p50 ${fmt(inboxOne.p50LatencyMs, 3)}, p99 ${fmt(inboxOne.p99LatencyMs, 3)})`,
+    'CPU µs/msg (this process)': fmt(inboxOne.cpuUsPerMessage, 1),
+  },
 ];
 report('inbox-throughput', rows, {
-  messages: `${COUNT} small JSON events preloaded, prefetch ${PREFETCH}, pg pool ${POOL}, ${RUNS} runs, medians`,
+  messages: `${COUNT} small JSON events preloaded, prefetch ${PREFETCH}, pg pool ${POOL}, ${RUNS} runs, medians; then ${LATENCY_COUNT} at prefetch 1`,
   'ratio inbox/raw': fmt(inboxRate / rawRate, 3),
   'wall time the inbox adds per message (µs, 1/inbox - 1/raw)': fmt(addedUs, 1),
-  'delivery-to-ack latency the inbox adds (ms, mean)': fmt(median(inbox.map((r) => r.meanLatencyMs)) - median(raw.map((r) => r.meanLatencyMs)), 3),
+  'delivery-to-ack latency the inbox adds under load (ms, mean, includes waiting for a pool connection)': fmt(
+    median(inbox.map((r) => r.meanLatencyMs)) - median(raw.map((r) => r.meanLatencyMs)),
+    3,
+  ),
+  'latency the inbox adds to one message (ms, p50 at prefetch 1)': fmt(inboxOne.p50LatencyMs - rawOne.p50LatencyMs, 3),
 });
