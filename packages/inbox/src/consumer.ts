@@ -742,6 +742,14 @@ export class Consumer<TTx = Queryable> extends EventEmitter<ConsumerEvents> {
     if (!isPgPool(db)) throw new MailroomError('UNSUPPORTED_EXECUTOR', 'The consumer needs a pg Pool or a kysely instance.');
     const client = await db.connect();
     let healthy = true;
+    // pg emits 'error' on a checked-out client whose connection dies between queries (a
+    // terminated backend); with no listener that is an uncaught exception. The pending query
+    // fails anyway, so the listener only marks the client for destruction.
+    const events = client as unknown as { on?: (e: 'error', l: (error: unknown) => void) => void; off?: (e: 'error', l: (error: unknown) => void) => void };
+    const onError = (): void => {
+      healthy = false;
+    };
+    events.on?.('error', onError);
     try {
       const executor = toExecutor(client);
       // BEGIN and the inbox insert in one round trip (simple protocol, so values are inlined:
@@ -768,6 +776,7 @@ export class Consumer<TTx = Queryable> extends EventEmitter<ConsumerEvents> {
       throw error;
     } finally {
       // A client whose connection failed mid-transaction is destroyed, not handed out again.
+      events.off?.('error', onError);
       client.release(!healthy);
     }
   }

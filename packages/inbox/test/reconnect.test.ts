@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTcpProxy, testUrls, waitFor, type TcpProxy } from '../../../test/helpers.js';
 import { consumerFor, effects, publish, setupEnv, type Env } from './support.js';
@@ -45,6 +46,42 @@ describe('connection loss (must show 6)', () => {
     expect(consumer.stats.handled).toBe(300);
     expect(consumer.stats.deadLettered).toBe(0);
     await consumer.stop();
+  });
+});
+
+describe('database connections lost', () => {
+  it('PostgreSQL backends of the consumer terminated while consuming: every message has exactly one effect', async () => {
+    const pool = new pg.Pool({ connectionString: testUrls().databaseUrl, max: 8, application_name: `inbox-victim-${env.db.schema}` });
+    pool.on('error', () => undefined);
+    try {
+      const consumer = consumerFor(
+        env,
+        async ({ db, message }) => {
+          await db.query(`INSERT INTO "${env.db.schema}".effects (message_id, note) VALUES ($1, 'pg-kill')`, [message.messageId]);
+          await sleep(1);
+        },
+        { db: pool, prefetch: 16, retry: { maxAttempts: 10, initialDelayMs: 50, maxDelayMs: 200 } },
+      );
+      await consumer.start();
+      const ids = await Promise.all(Array.from({ length: 400 }, (_, i) => publish(env, { orderId: `pg-${i}`, total: i })));
+      for (let round = 0; round < 3; round++) {
+        await waitFor(() => consumer.stats.handled >= 80 * (round + 1), { what: `progress before kill ${round + 1}` });
+        await env.db.pool.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1`, [`inbox-victim-${env.db.schema}`]);
+      }
+      await waitFor(async () => consumer.stats.handled + consumer.stats.duplicates >= 400 && (await effects(env)) >= 400, { what: 'all 400', timeoutMs: 30_000 });
+      await sleep(500);
+      const rows = await env.db.pool.query<{ total: string; distinct: string }>(
+        `SELECT count(*)::text AS total, count(DISTINCT message_id)::text AS distinct FROM "${env.db.schema}".effects WHERE message_id = ANY($1::uuid[])`,
+        [ids],
+      );
+      expect(rows.rows[0]).toEqual({ total: '400', distinct: '400' });
+      expect(consumer.stats.deadLettered).toBe(0);
+      // The kills really hit transactions in flight.
+      expect(consumer.stats.requeued + consumer.stats.retries).toBeGreaterThan(0);
+      await consumer.stop();
+    } finally {
+      await pool.end();
+    }
   });
 });
 
