@@ -8,6 +8,7 @@ import {
   quoteIdentifier,
   toExecutor,
   type Executor,
+  type MetricsRegistry,
   type OutgoingMessage,
   type Queryable,
 } from '@mailroom/core';
@@ -192,6 +193,11 @@ export interface DeadLetterStore {
   replay(options: ReplayOptions): Promise<ReplayResult>;
   /** Deletes dead letters; returns how many. */
   discard(selection: DeadLetterSelection): Promise<number>;
+  /**
+   * Adds the gauge `mailroom_dead_letters{group,source,reason}` (dead letters not replayed, by
+   * failure group) to `registry`; it queries the store each time the registry renders.
+   */
+  registerMetrics(registry: MetricsRegistry): void;
 }
 
 interface Row {
@@ -307,7 +313,7 @@ export function createDeadLetterStore(options: DeadLetterStoreOptions): DeadLett
     return row === undefined ? undefined : { consumer: row.consumer, retentionMs: Number(row.retention_ms) };
   }
 
-  return {
+  const store: DeadLetterStore = {
     async record(dl, tx) {
       const executor = toExecutor(tx ?? db);
       const isJson = dl.payload !== undefined;
@@ -414,6 +420,9 @@ export function createDeadLetterStore(options: DeadLetterStoreOptions): DeadLett
         const rows = await tx.query<Row>(`SELECT ${COLUMNS} FROM ${table} WHERE ${where} ORDER BY id ${dryRun ? '' : 'FOR UPDATE'}`, params);
         const deadLetters = rows.rows.map(toDeadLetter);
         const skipped: SkippedReplay[] = [];
+        for (const id of replayOptions.ids ?? []) {
+          if (!deadLetters.some((dl) => dl.id === id || dl.messageId === id.toLowerCase())) skipped.push({ id, messageId: '', why: 'no such dead letter' });
+        }
         const candidates: DeadLetter[] = [];
         for (const dl of deadLetters) {
           if (dl.type === null) skipped.push({ id: dl.id, messageId: dl.messageId, why: 'the message type is unknown' });
@@ -471,6 +480,12 @@ export function createDeadLetterStore(options: DeadLetterStoreOptions): DeadLett
       });
     },
 
+    registerMetrics(registry) {
+      registry.gauge('mailroom_dead_letters', 'Dead letters not replayed, by failure group.', async () =>
+        (await store.groups()).map((g) => ({ labels: { group: g.fingerprint, source: g.source, reason: g.reason }, value: g.pending })),
+      );
+    },
+
     async discard(selection) {
       const params: unknown[] = [];
       const where = selectionWhere(selection, params);
@@ -478,4 +493,5 @@ export function createDeadLetterStore(options: DeadLetterStoreOptions): DeadLett
       return result.rowCount;
     },
   };
+  return store;
 }
