@@ -196,7 +196,7 @@ export const dlqCommand: Command = {
             write(stdout, JSON.stringify(result));
           } else {
             write(stdout, `${result.dryRun ? 'would replay' : 'replayed'} ${result.count} message(s)${result.messageIds.length > 0 ? `: ${result.messageIds.join(' ')}` : ''}`);
-            for (const s of result.skipped) write(stdout, `skipped ${s.id} (${s.messageId}): ${s.why}`);
+            for (const s of result.skipped) write(stdout, `skipped ${s.id}${s.messageId === '' ? '' : ` (${s.messageId})`}: ${s.why}`);
           }
           return 0;
         }
