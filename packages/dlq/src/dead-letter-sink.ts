@@ -126,6 +126,8 @@ export class DeadLetterSink {
   /** Stops draining and waits for the dead letters in flight. Always resolves. */
   async stop(): Promise<void> {
     this.#stopping = true;
+    // A resubscription waiting for a broker that is down must not hold up stop(): bounded.
+    if (this.#subscribing) await Promise.race([this.#subscribing, sleep(2000, undefined, { ref: false })]);
     const channel = this.#channel;
     this.#channel = undefined;
     await Promise.allSettled([...this.#inFlight]);
@@ -164,6 +166,11 @@ export class DeadLetterSink {
           const work = this.#handle(ch, message).finally(() => this.#inFlight.delete(work));
           this.#inFlight.add(work);
         });
+        if (this.#stopping) {
+          // stop() began while this subscription was being set up: it must not outlive it.
+          if (this.#channel === ch) this.#channel = undefined;
+          await ch.close().catch(() => undefined);
+        }
         return;
       } catch (error) {
         if (this.#stopping) return;

@@ -403,9 +403,16 @@ export class Consumer<TTx = Queryable> extends EventEmitter<ConsumerEvents> {
       for (const controller of this.#aborts) controller.abort(new MailroomError('STOPPED', 'The consumer is stopping.'));
       await Promise.race([all, sleep(1000, undefined, { ref: false })]);
     }
-    if (this.#sink) await Promise.race([this.#sink.stop(), sleep(this.#stopTimeoutMs, undefined, { ref: false })]);
+    // A resubscription waiting for a broker that is down gets a bounded wait, alongside the sink.
+    await Promise.all([
+      this.#sink ? Promise.race([this.#sink.stop(), sleep(this.#stopTimeoutMs, undefined, { ref: false })]) : undefined,
+      this.#subscribing ? Promise.race([this.#subscribing, sleep(2000, undefined, { ref: false })]) : undefined,
+    ]);
+    // The channel may have been replaced by a resubscription while stopping.
+    for (const ch of new Set([channel, this.#channel])) {
+      if (ch) await Promise.race([ch.close().catch(() => undefined), sleep(2000, undefined, { ref: false })]);
+    }
     this.#channel = undefined;
-    if (channel) await Promise.race([channel.close().catch(() => undefined), sleep(2000, undefined, { ref: false })]);
     if (this.#ownsConnection) await Promise.race([this.#connection.close(), sleep(2000, undefined, { ref: false })]);
   }
 
@@ -479,6 +486,12 @@ export class Consumer<TTx = Queryable> extends EventEmitter<ConsumerEvents> {
           this.#dispatch(ch, message);
         });
         this.#consumerTag = reply.consumerTag;
+        if (this.#stopping) {
+          // stop() began while this subscription was being set up: it must not outlive it.
+          if (this.#channel === ch) this.#channel = undefined;
+          await ch.close().catch(() => undefined);
+          return;
+        }
         this.emit('subscribed');
         return;
       } catch (error) {

@@ -86,6 +86,21 @@ describe('database connections lost', () => {
 });
 
 describe('stop()', () => {
+  it('resolves promptly while RabbitMQ is unreachable', async () => {
+    const down = await startTcpProxy(testUrls().amqpUrl, 5672);
+    try {
+      const consumer = consumerFor(env, async () => undefined, { amqp: down.url(testUrls().amqpUrl) });
+      await consumer.start();
+      down.setDown(true);
+      await sleep(300);
+      const started = performance.now();
+      await consumer.stop();
+      expect(performance.now() - started).toBeLessThan(5000);
+    } finally {
+      await down.close();
+    }
+  });
+
   it('waits for a handler in flight up to the timeout, aborts its signal and resolves; the message is handled by the next consumer', async () => {
     let aborted = false;
     let release: () => void = () => undefined;
