@@ -15,15 +15,7 @@ afterAll(async () => {
 });
 
 async function crashOnce(name: string, crashPoint: string): Promise<{ id: string; output: string }> {
-  const child = spawnNode(fixture, [], {
-    MAILROOM_CRASH_POINTS: crashPoint,
-    FIXTURE_DATABASE_URL: testUrls().databaseUrl,
-    FIXTURE_AMQP_URL: testUrls().amqpUrl,
-    FIXTURE_SCHEMA: env.db.schema,
-    FIXTURE_NAME: name,
-    FIXTURE_EXCHANGE: env.exchange,
-    FIXTURE_DEAD: env.broker.name('dead'),
-  });
+  const child = spawnConsumer(name, crashPoint);
   try {
     await waitFor(() => child.output().includes('ready'), { what: `the child consumer to start: ${child.output()}`, timeoutMs: 20_000 });
     const id = await publish(env, { orderId: `crash-${crashPoint}`, total: 1 });
@@ -36,7 +28,48 @@ async function crashOnce(name: string, crashPoint: string): Promise<{ id: string
   }
 }
 
+function spawnConsumer(name: string, crashPoint: string) {
+  return spawnNode(fixture, [], {
+    MAILROOM_CRASH_POINTS: crashPoint,
+    FIXTURE_DATABASE_URL: testUrls().databaseUrl,
+    FIXTURE_AMQP_URL: testUrls().amqpUrl,
+    FIXTURE_SCHEMA: env.db.schema,
+    FIXTURE_NAME: name,
+    FIXTURE_EXCHANGE: env.exchange,
+    FIXTURE_DEAD: env.broker.name('dead'),
+  });
+}
+
 describe('consumer killed with SIGKILL (must show 2)', () => {
+  it('killed after the commit of its 50th message with 300 in the queue: after a restart every message has exactly one effect', async () => {
+    const name = env.broker.name('crash-busy');
+    const declarer = consumerFor(env, recordEffect(env.db.schema), { name });
+    await declarer.start();
+    await declarer.stop();
+    const ids = await Promise.all(Array.from({ length: 300 }, (_, i) => publish(env, { orderId: `busy-${i}`, total: i })));
+    const child = spawnConsumer(name, 'inbox.after-commit-before-ack#50');
+    try {
+      const exit = await Promise.race([child.exited, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no crash: ${child.output()}`)), 20_000))]);
+      expect(exit.signal).toBe('SIGKILL');
+    } finally {
+      child.kill();
+    }
+    const before = await effects(env);
+    expect(before).toBeGreaterThanOrEqual(50);
+    const survivor = consumerFor(env, recordEffect(env.db.schema), { name });
+    await survivor.start();
+    await waitFor(async () => (await effects(env)) >= 300, { what: 'all 300 effects', timeoutMs: 30_000 });
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const rows = await env.db.pool.query<{ total: string; distinct: string }>(
+      `SELECT count(*)::text AS total, count(DISTINCT message_id)::text AS distinct FROM "${env.db.schema}".effects WHERE message_id = ANY($1::uuid[])`,
+      [ids],
+    );
+    expect(rows.rows[0]).toEqual({ total: '300', distinct: '300' });
+    // At least the message committed at the crash point came back, and was found a duplicate.
+    expect(survivor.stats.duplicates).toBeGreaterThanOrEqual(1);
+    await survivor.stop();
+  });
+
   it('after its commit but before the ack: the message is redelivered and counted as a duplicate; one effect', async () => {
     const name = env.broker.name('crash-after-commit');
     const { id, output } = await crashOnce(name, 'inbox.after-commit-before-ack');
