@@ -339,6 +339,16 @@ export class Consumer<TTx = Queryable> extends EventEmitter<ConsumerEvents> {
     }
   }
 
+  // A listener that throws must not turn into a nack of a delivery that was already acked (the
+  // broker closes the channel for that): listener errors are logged and dropped.
+  #notify<K extends keyof ConsumerEvents>(event: K, ...args: ConsumerEvents[K]): void {
+    try {
+      (this.emit as (event: K, ...args: ConsumerEvents[K]) => boolean)(event, ...args);
+    } catch (error) {
+      this.#logger.error(`consumer ${this.name}: a '${event}' listener threw`, { error: describeError(error) });
+    }
+  }
+
   /** What this consumer did since it started. */
   get stats(): Readonly<ConsumerStats> {
     return { ...this.#stats };
@@ -492,7 +502,7 @@ export class Consumer<TTx = Queryable> extends EventEmitter<ConsumerEvents> {
           await ch.close().catch(() => undefined);
           return;
         }
-        this.emit('subscribed');
+        this.#notify('subscribed');
         return;
       } catch (error) {
         if (this.#stopping) return;
@@ -632,7 +642,7 @@ export class Consumer<TTx = Queryable> extends EventEmitter<ConsumerEvents> {
         this.#stats.requeued += 1;
         this.#metrics.requeued.inc({ consumer: this.name });
         this.#logger.warn(`consumer ${this.name}: database error, message ${meta.messageId} goes back to the queue`, { error: describeError(error) });
-        this.emit('requeued', { messageId: meta.messageId, error: describeError(error) });
+        this.#notify('requeued', { messageId: meta.messageId, error: describeError(error) });
         await sleep(1000, undefined, { ref: false });
         this.#settle(channel, message, 'requeue');
         return;
@@ -640,7 +650,7 @@ export class Consumer<TTx = Queryable> extends EventEmitter<ConsumerEvents> {
       if (error.reason === 'aborted') {
         this.#stats.requeued += 1;
         this.#metrics.requeued.inc({ consumer: this.name });
-        this.emit('requeued', { messageId: meta.messageId, error: error.message });
+        this.#notify('requeued', { messageId: meta.messageId, error: error.message });
         this.#settle(channel, message, 'requeue');
         return;
       }
@@ -659,12 +669,12 @@ export class Consumer<TTx = Queryable> extends EventEmitter<ConsumerEvents> {
     if (outcome === 'duplicate') {
       this.#stats.duplicates += 1;
       this.#metrics.duplicates.inc({ consumer: this.name });
-      this.emit('duplicate', meta);
+      this.#notify('duplicate', meta);
     } else {
       this.#stats.handled += 1;
       this.#metrics.handled.inc({ consumer: this.name, type: meta.type });
       this.#metrics.handlerSeconds.observe(seconds, { consumer: this.name });
-      this.emit('handled', meta, seconds * 1000);
+      this.#notify('handled', meta, seconds * 1000);
     }
   }
 
@@ -816,7 +826,7 @@ export class Consumer<TTx = Queryable> extends EventEmitter<ConsumerEvents> {
     this.#stats.retries += 1;
     this.#metrics.retries.inc({ consumer: this.name });
     this.#logger.debug(`consumer ${this.name}: message ${meta.messageId} failed attempt ${attempt}, retrying in ${delayMs} ms`, { error });
-    this.emit('retrying', { message: meta, error, delayMs });
+    this.#notify('retrying', { message: meta, error, delayMs });
   }
 
   async #deadLetter(channel: ConfirmChannel, message: ConsumeMessage, reason: DeadLetterReason, error: string, attempt: number, fromRetry: boolean): Promise<void> {
@@ -840,7 +850,7 @@ export class Consumer<TTx = Queryable> extends EventEmitter<ConsumerEvents> {
     this.#stats.deadLettered += 1;
     this.#metrics.deadLettered.inc({ consumer: this.name, reason });
     this.#logger.warn(`consumer ${this.name}: message ${messageId} dead-lettered (${reason})`, { error });
-    this.emit('deadLettered', { messageId, reason, error, attempt });
+    this.#notify('deadLettered', { messageId, reason, error, attempt });
   }
 }
 

@@ -99,6 +99,25 @@ describe('consumer options', () => {
     await consumer.stop();
   });
 
+  it('a listener that throws changes nothing: each message still has one effect and is acked once', async () => {
+    const consumer = consumerFor(env, async ({ db, message }) => {
+      await db.query(`INSERT INTO "${env.db.schema}".effects (message_id, note) VALUES ($1, 'listener')`, [message.messageId]);
+    });
+    consumer.on('handled', () => {
+      throw new Error('a buggy listener');
+    });
+    let subscribed = 0;
+    consumer.on('subscribed', () => (subscribed += 1));
+    await consumer.start();
+    const ids = await Promise.all(Array.from({ length: 20 }, (_, i) => publish(env, { orderId: `l-${i}`, total: i })));
+    await waitFor(() => consumer.stats.handled === 20, { what: '20 handled' });
+    await sleep(300);
+    expect(consumer.stats).toMatchObject({ handled: 20, duplicates: 0, requeued: 0 });
+    expect(subscribed).toBe(1);
+    for (const id of ids) expect(await effects(env, id)).toBe(1);
+    await consumer.stop();
+  });
+
   it('ordering: messages of one key are handled one at a time, in delivery order', async () => {
     const seen = new Map<string, number[]>();
     let running = 0;
