@@ -3,6 +3,7 @@ import type { Channel, ConsumeMessage, Message } from 'amqplib';
 import {
   DEFAULT_SCHEMA,
   WIRE_HEADERS,
+  crashPoint,
   createAmqpConnection,
   describeError,
   isUuid,
@@ -213,6 +214,7 @@ export class DeadLetterSink {
       }
     }
     this.#stored += 1;
+    crashPoint('dlq.sink.after-commit-before-ack');
     try {
       channel.ack(message);
     } catch {

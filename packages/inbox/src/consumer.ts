@@ -846,6 +846,7 @@ export class Consumer<TTx = Queryable> extends EventEmitter<ConsumerEvents> {
     // The dead letter is on the broker (confirmed) before the original is acked, so a crash in
     // between leaves a duplicate dead letter, which the sink's upsert absorbs, never a loss.
     await publishConfirmed(channel, this.#deadLetters.exchange, this.queue, message.content, republishOptions(message, headers, messageId));
+    crashPoint('inbox.after-dead-letter-before-ack');
     this.#settle(channel, message, 'ack');
     this.#stats.deadLettered += 1;
     this.#metrics.deadLettered.inc({ consumer: this.name, reason });

@@ -3,7 +3,7 @@
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnNode, testUrls, waitFor } from '../../../test/helpers.js';
-import { consumerFor, effects, publish, recordEffect, setupEnv, type Env } from './support.js';
+import { consumerFor, deadLetters, effects, publish, recordEffect, setupEnv, type Env } from './support.js';
 
 const fixture = fileURLToPath(new URL('./fixtures/consumer.mjs', import.meta.url));
 let env: Env;
@@ -95,5 +95,37 @@ describe('consumer killed with SIGKILL (must show 2)', () => {
     expect(await effects(env, id)).toBe(1);
     expect(survivor.stats).toMatchObject({ handled: 1, duplicates: 0 });
     await survivor.stop();
+  });
+
+  it('after publishing a dead letter but before acking the original, and in the sink after storing it: the dead letter is stored once', async () => {
+    for (const point of ['inbox.after-dead-letter-before-ack', 'dlq.sink.after-commit-before-ack']) {
+      const name = env.broker.name(`crash-dl-${point.split('.')[0] ?? 'x'}`);
+      const child = spawnConsumer(name, point);
+      let id: string;
+      try {
+        await waitFor(() => child.output().includes('ready'), { what: `the child consumer to start: ${child.output()}`, timeoutMs: 20_000 });
+        id = await publish(env, { orderId: 42 }); // an invalid payload: dead-lettered at once
+        const exit = await Promise.race([child.exited, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no crash: ${child.output()}`)), 20_000))]);
+        expect(exit.signal).toBe('SIGKILL');
+      } finally {
+        child.kill();
+      }
+      const survivor = consumerFor(env, recordEffect(env.db.schema), { name });
+      await survivor.start();
+      await waitFor(async () => (await deadLetters(env)).some((d) => d.message_id === id), { what: `the dead letter after ${point}` });
+      await waitFor(async () => {
+        const ch = await env.broker.connection.createChannel();
+        const dead = await ch.checkQueue(env.broker.name('dead'));
+        const work = await ch.checkQueue(name);
+        await ch.close();
+        return dead.messageCount === 0 && work.messageCount === 0;
+      }, { what: 'empty queues' });
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const rows = (await deadLetters(env)).filter((d) => d.message_id === id);
+      expect(rows).toHaveLength(1);
+      expect(rows[0]).toMatchObject({ reason: 'invalid-payload', source: name });
+      expect(await effects(env, id)).toBe(0);
+      await survivor.stop();
+    }
   });
 });
