@@ -2,12 +2,19 @@ import { LATENCY_BUCKETS, MetricsRegistry, type Counter, type Histogram } from '
 
 /** The consumer's metrics; every path that drops, delays or duplicates a message has one. */
 export interface ConsumerMetrics {
+  /** `mailroom_inbox_handled_total{consumer,type}`: handler transactions committed. */
   handled: Counter;
+  /** `mailroom_inbox_duplicates_total{consumer}`: duplicates acked without the handler. */
   duplicates: Counter;
+  /** `mailroom_inbox_failures_total{consumer,type}`: handler failures. */
   failures: Counter;
+  /** `mailroom_inbox_retries_total{consumer}`: copies sent to a delay queue. */
   retries: Counter;
+  /** `mailroom_inbox_dead_lettered_total{consumer,reason}`: copies sent to the dead letters. */
   deadLettered: Counter;
+  /** `mailroom_inbox_requeued_total{consumer}`: deliveries given back after an infrastructure error. */
   requeued: Counter;
+  /** `mailroom_inbox_handler_seconds{consumer}`: delivery to commit of handled messages. */
   handlerSeconds: Histogram;
 }
 
