@@ -114,7 +114,8 @@ export class AmqpConnection extends EventEmitter<AmqpConnectionEvents> {
     if (!url.searchParams.has('heartbeat')) url.searchParams.set('heartbeat', String(this.#options.heartbeatSeconds));
     let connection: AmqpChannelModel;
     try {
-      connection = await amqp.connect(url.toString(), { clientProperties: { connection_name: this.#options.name } });
+      // noDelay: without it Nagle's algorithm holds small publishes back for tens of milliseconds.
+      connection = await amqp.connect(url.toString(), { noDelay: true, clientProperties: { connection_name: this.#options.name } });
     } catch (error) {
       throw new MailroomError('UNREACHABLE', `Cannot connect to RabbitMQ at ${this.displayUrl}: ${describeError(error)}`, {
         cause: error,

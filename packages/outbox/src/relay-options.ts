@@ -9,9 +9,9 @@ export interface RelayOptions {
   amqp: string | AmqpConnection;
   /** Schema of mailroom's tables. Default: `mailroom`. */
   schema?: string;
-  /** Rows claimed and published per batch. Default: 200. */
+  /** Rows claimed and published per batch. Default: 500. */
   batchSize?: number;
-  /** Batches in flight at once (without ordering). Default: 2. */
+  /** Batches in flight at once (without ordering). Default: 3. */
   concurrency?: number;
   /** Poll interval in ms: the safety net when a NOTIFY is lost. Default: 1000. */
   pollIntervalMs?: number;
@@ -49,8 +49,8 @@ const schema = z.strictObject({
   database: z.union([z.string().min(1), z.custom<PgPoolLike>((v) => typeof v === 'object' && v !== null && 'connect' in v, 'expected a pg Pool')]),
   amqp: z.union([z.string().min(1), z.custom<AmqpConnection>((v) => typeof v === 'object' && v !== null && 'get' in v, 'expected an AmqpConnection')]),
   schema: z.string().default(DEFAULT_SCHEMA),
-  batchSize: positiveInt.max(10_000).default(200),
-  concurrency: positiveInt.max(32).default(2),
+  batchSize: positiveInt.max(10_000).default(500),
+  concurrency: positiveInt.max(32).default(3),
   pollIntervalMs: positiveInt.default(1000),
   publishTimeoutMs: positiveInt.default(10_000),
   retryInitialDelayMs: positiveInt.default(500),

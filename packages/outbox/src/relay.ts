@@ -239,6 +239,7 @@ class OutboxRelay extends EventEmitter<RelayEvents> implements Relay {
 
   /** Waits for a NOTIFY, the poll interval or stop; a NOTIFY that came during the batch counts. */
   async #idle(ms: number): Promise<void> {
+    if (!this.#running) return;
     if (this.#wake.pending) {
       this.#wake.pending = false;
       return;

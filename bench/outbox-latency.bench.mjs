@@ -1,0 +1,164 @@
+// Latency: producers commit 200 events/s for 20 s, each in its own transaction; the relay runs as
+// its own process (`mailroom relay`, woken by NOTIFY); a consumer in this process records when
+// each event arrives. Reports commit-to-consumer p50 / p99 / max and the events that never
+// arrived. Baseline in the same run: publish-to-consumer latency of raw amqplib confirmed
+// publishing at the same rate, which no relay can beat.
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import amqp from 'amqplib';
+import { z } from 'zod';
+import { defineMessage } from '@mailroom/core';
+import { enqueue } from '@mailroom/outbox';
+import { amqpUrl, databaseUrl, fmt, freshSchema, median, newPool, quantile, report, tag } from './lib.mjs';
+
+const RATE = Number(process.env.BENCH_LATENCY_RATE ?? 200);
+const SECONDS = Number(process.env.BENCH_LATENCY_SECONDS ?? 20);
+const RUNS = Number(process.env.BENCH_RUNS ?? 3);
+const CLI = fileURLToPath(new URL('../packages/cli/dist/main.js', import.meta.url));
+const now = () => Number(process.hrtime.bigint()) / 1e6;
+
+const pool = newPool(4);
+const connection = await amqp.connect(amqpUrl, { noDelay: true });
+const exchange = `bench.latency.${tag()}`;
+const admin = await connection.createChannel();
+await admin.assertExchange(exchange, 'topic', { durable: true });
+const Event = defineMessage('bench.tick', z.object({ n: z.number() }), { exchange });
+
+async function consumer(onMessage) {
+  const ch = await connection.createChannel();
+  const { queue } = await ch.assertQueue('', { exclusive: true });
+  await ch.bindQueue(queue, exchange, '#');
+  await ch.prefetch(1000);
+  await ch.consume(queue, (msg) => {
+    if (!msg) return;
+    onMessage(String(msg.properties.messageId), now());
+    ch.ack(msg);
+  });
+  return () => ch.close();
+}
+
+/** Calls `fn(i)` RATE times a second for SECONDS, on schedule (no drift); returns when done. */
+async function paced(fn) {
+  const total = RATE * SECONDS;
+  const interval = 1000 / RATE;
+  const start = now();
+  const pending = [];
+  for (let i = 0; i < total; i++) {
+    const due = start + i * interval;
+    const wait = due - now();
+    if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+    pending.push(fn(i));
+  }
+  await Promise.all(pending);
+}
+
+async function collect(sent, arrived) {
+  const deadline = now() + 5000;
+  const allArrived = () => [...sent.keys()].every((id) => arrived.has(id));
+  while (!allArrived() && now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  const latencies = [];
+  let lost = 0;
+  let early = 0;
+  for (const [id, t] of sent) {
+    const a = arrived.get(id);
+    if (a === undefined) lost++;
+    else {
+      if (a < t) early++;
+      latencies.push(Math.max(0, a - t));
+    }
+  }
+  return { p50: quantile(latencies, 0.5), p99: quantile(latencies, 0.99), max: Math.max(...latencies), lost, early, count: sent.size };
+}
+
+async function relayRun() {
+  const { schema, drop } = await freshSchema(pool);
+  const relay = spawn(process.execPath, [CLI, 'relay'], {
+    env: { ...process.env, MAILROOM_DATABASE_URL: databaseUrl, MAILROOM_AMQP_URL: amqpUrl, MAILROOM_SCHEMA: schema, MAILROOM_HTTP_PORT: '0', MAILROOM_LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  await new Promise((resolve) => relay.stdout.once('data', resolve));
+  const sent = new Map();
+  const arrived = new Map();
+  const stop = await consumer((id, t) => arrived.has(id) || arrived.set(id, t));
+  // Warm up the path (exchange check, channel, JIT) before measuring.
+  await commitOne(schema, null, 0);
+  await new Promise((r) => setTimeout(r, 500));
+  const clients = await Promise.all(Array.from({ length: 4 }, () => pool.connect()));
+  await paced(async (i) => {
+    const client = clients[i % clients.length];
+    await commitOne(schema, client, i, sent);
+  });
+  const result = await collect(sent, arrived);
+  for (const c of clients) c.release();
+  if (result.lost > 0) {
+    const missing = [...sent.keys()].filter((id) => !arrived.has(id));
+    const rows = await pool.query(`SELECT message_id, attempts, last_error, available_at, created_at FROM "${schema}".outbox WHERE message_id = ANY($1::uuid[])`, [missing]);
+    process.stderr.write(`never arrived: ${JSON.stringify(missing)}; still in the outbox: ${JSON.stringify(rows.rows)}\n`);
+  }
+  await stop();
+  relay.kill('SIGTERM');
+  await new Promise((r) => relay.once('exit', r));
+  await drop();
+  return result;
+}
+
+const queues = new Map();
+async function commitOne(schema, client, n, sent) {
+  const own = client ?? (await pool.connect());
+  // One client is used by one transaction at a time.
+  const previous = queues.get(own) ?? Promise.resolve();
+  const mine = previous.then(async () => {
+    const event = Event.create({ n });
+    await own.query('BEGIN');
+    await enqueue(own, event, { schema });
+    await own.query('COMMIT');
+    sent?.set(event.messageId, now());
+  });
+  queues.set(own, mine.catch(() => undefined));
+  await mine;
+  if (!client) own.release();
+}
+
+async function rawRun() {
+  const ch = await connection.createConfirmChannel();
+  const sent = new Map();
+  const arrived = new Map();
+  const stop = await consumer((id, t) => arrived.has(id) || arrived.set(id, t));
+  await paced(async (i) => {
+    const id = `${i}-${tag()}`;
+    sent.set(id, now());
+    await new Promise((resolve, reject) =>
+      ch.publish(exchange, 'bench.tick', Buffer.from(JSON.stringify({ n: i })), { messageId: id, persistent: true, mandatory: true }, (e) => (e ? reject(e) : resolve())),
+    );
+  });
+  const result = await collect(sent, arrived);
+  await stop();
+  await ch.close();
+  return result;
+}
+
+const raws = [];
+const relays = [];
+for (let run = 0; run < RUNS; run++) {
+  raws.push(await rawRun());
+  relays.push(await relayRun());
+  process.stderr.write(`run ${run + 1}/${RUNS} done\n`);
+}
+await admin.deleteExchange(exchange);
+await connection.close();
+await pool.end();
+
+const row = (what, runs) => ({
+  what,
+  'p50 ms': fmt(median(runs.map((r) => r.p50)), 2),
+  'p99 ms': fmt(median(runs.map((r) => r.p99)), 2),
+  'max ms': fmt(median(runs.map((r) => r.max)), 1),
+  'p50 per run': runs.map((r) => fmt(r.p50, 2)).join(' / '),
+  'p99 per run': runs.map((r) => fmt(r.p99, 2)).join(' / '),
+  'never arrived': runs.reduce((n, r) => n + r.lost, 0),
+});
+report('outbox-latency', [row('raw amqplib publish -> consumer (baseline)', raws), row('commit -> relay (sidecar) -> consumer', relays)], {
+  load: `${RATE} events/s for ${SECONDS} s, one transaction per event, ${RUNS} runs, medians`,
+  'events that never arrived': relays.reduce((n, r) => n + r.lost, 0),
+  targets: 'p50 < 2 ms, p99 < 10 ms, 0 never arrived',
+});
