@@ -22,6 +22,6 @@ export default defineConfig({
     maxWorkers: 2,
     pool: 'forks',
     // CI also writes a JSON report, to print a one-line summary of the counts.
-    reporters: process.env.MAILROOM_VITEST_JSON ? ['default', ['json', { outputFile: process.env.MAILROOM_VITEST_JSON }]] : ['default'],
+    reporters: process.env.CI_VITEST_JSON_REPORT ? ['default', ['json', { outputFile: process.env.CI_VITEST_JSON_REPORT }]] : ['default'],
   },
 });
