@@ -12,6 +12,7 @@ import {
   quoteIdentifier,
   redactUrl,
   silentLogger,
+  toExecutor,
   type AmqpConnection,
   type Executor,
   type Logger,
@@ -95,10 +96,14 @@ class OutboxRelay extends EventEmitter<RelayEvents> implements Relay {
   #loops: Promise<void>[] = [];
   #listener: PgPoolClientLike | undefined;
   #lease: PartitionLease | undefined;
-  #dbHealthy = false;
+  /** Whether the last batch (or the start-up check) reached the database without error. */
+  #healthy = false;
   #resolveDone!: () => void;
   readonly done: Promise<void>;
   readonly #stopController = new AbortController();
+  readonly #stopped = new Promise<undefined>((resolve) =>
+    this.#stopController.signal.addEventListener('abort', () => resolve(undefined), { once: true }),
+  );
 
   constructor(options: ResolvedRelayOptions) {
     super();
@@ -151,7 +156,7 @@ class OutboxRelay extends EventEmitter<RelayEvents> implements Relay {
   }
 
   get ready(): boolean {
-    return this.#state === 'running' && this.#dbHealthy && this.#amqp.connected;
+    return this.#state === 'running' && this.#healthy && this.#amqp.connected;
   }
 
   counters(): RelayCounters {
@@ -187,7 +192,7 @@ class OutboxRelay extends EventEmitter<RelayEvents> implements Relay {
     if ((present as { present?: boolean } | undefined)?.present !== true) {
       throw new MailroomError('MIGRATION_FAILED', `Table ${table} does not exist: run \`mailroom migrate\` (or migrate()) first.`);
     }
-    this.#dbHealthy = true;
+    this.#healthy = true;
     this.#state = 'running';
     await this.#listen();
     // Connect in the background: the loops wait for the broker, readiness reports it.
@@ -300,7 +305,7 @@ class OutboxRelay extends EventEmitter<RelayEvents> implements Relay {
           client.release(true);
           throw error;
         }
-        this.#dbHealthy = true;
+        this.#healthy = true;
         failures = 0;
         if (claimed < this.#o.batchSize) await this.#idle(this.#o.pollIntervalMs);
       } catch (error) {
@@ -334,7 +339,7 @@ class OutboxRelay extends EventEmitter<RelayEvents> implements Relay {
           lastRebalance = Date.now();
         }
         const claimed = lease.held.length > 0 ? await this.#batch(client, publisher, true, lease.held) : 0;
-        this.#dbHealthy = true;
+        this.#healthy = true;
         failures = 0;
         if (claimed < this.#o.batchSize) await this.#idle(Math.min(this.#o.pollIntervalMs, this.#o.leaseHeartbeatMs));
       } catch (error) {
@@ -352,14 +357,14 @@ class OutboxRelay extends EventEmitter<RelayEvents> implements Relay {
     await publisher.close();
   }
 
+  /** Waits for a confirm channel (the broker may be down), or for stop. */
   async #channelOrStop(publisher: ConfirmPublisher): Promise<unknown> {
-    const stopped = new Promise<undefined>((resolve) => this.#stopController.signal.addEventListener('abort', () => resolve(undefined), { once: true }));
     if (!this.#running) return undefined;
-    return Promise.race([publisher.channel(), stopped]);
+    return Promise.race([publisher.channel(), this.#stopped]);
   }
 
   async #backoff(failures: number): Promise<void> {
-    this.#dbHealthy = failures < 2 && this.#dbHealthy;
+    this.#healthy = false;
     const delay = Math.min(this.#o.pollIntervalMs * 2 ** Math.min(failures - 1, 5), 10_000);
     await sleep(delay, undefined, { signal: this.#stopController.signal }).catch(() => undefined);
   }
@@ -367,10 +372,7 @@ class OutboxRelay extends EventEmitter<RelayEvents> implements Relay {
   /** Claims, publishes and settles one batch in one transaction; returns how many rows it claimed. */
   async #batch(client: PgPoolClientLike, publisher: ConfirmPublisher, ordered: boolean, partitions: number[]): Promise<number> {
     const started = Date.now();
-    const db: Executor = { query: async (text, params) => {
-      const r = await client.query(text, params as unknown[]);
-      return { rows: r.rows as never[], rowCount: r.rowCount ?? 0 };
-    } };
+    const db = toExecutor(client);
     const guard = `${Math.max(this.#o.publishTimeoutMs * 3, 30_000)}ms`;
     await client.query(
       ordered
