@@ -48,4 +48,24 @@ export async function withSpan<T>(
   }
 }
 
-export { SpanKind };
+/**
+ * Starts a span whose parent is the trace context carried in `headers` (the producer's), and
+ * writes the new span's context back into `headers`, so whoever receives them continues from
+ * this span. The caller ends the span.
+ */
+export function startSpanFromHeaders(
+  name: string,
+  kind: SpanKind,
+  headers: Record<string, unknown>,
+  attributes: Record<string, string | number | boolean> = {},
+): Span {
+  const parent = extractTraceContext(headers);
+  const span = mailroomTracer().startSpan(name, { kind, attributes }, parent);
+  const carrier: Record<string, string> = {};
+  propagation.inject(trace.setSpan(parent, span), carrier);
+  Object.assign(headers, carrier);
+  return span;
+}
+
+export { SpanKind, SpanStatusCode };
+export type { Span };

@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import type { ConfirmChannel, Options } from 'amqplib';
-import { CONTENT_TYPE, WIRE_HEADERS, describeError, type AmqpConnection, type Logger } from '@mailroom/core';
+import { CONTENT_TYPE, SpanKind, SpanStatusCode, WIRE_HEADERS, describeError, startSpanFromHeaders, type AmqpConnection, type Logger } from '@mailroom/core';
 import type { OutboxRow } from './relay-sql.js';
 
 /** What happened to one row's publish. */
@@ -111,6 +111,14 @@ export class ConfirmPublisher {
     }
     headers[WIRE_HEADERS.occurredAt] = row.occurred_at.toISOString();
     if (row.key !== null) headers[WIRE_HEADERS.key] = row.key;
+    // A child of the enqueue span stored in the row; the message carries this span's context on.
+    const span = startSpanFromHeaders('mailroom publish', SpanKind.PRODUCER, headers, {
+      'messaging.system': 'rabbitmq',
+      'messaging.operation.type': 'send',
+      'messaging.destination.name': row.exchange,
+      'messaging.rabbitmq.destination.routing_key': row.routing_key,
+      'messaging.message.id': row.message_id,
+    });
     const properties: Options.Publish = {
       messageId: row.message_id,
       type: row.type,
@@ -140,7 +148,11 @@ export class ConfirmPublisher {
       }
     });
     const timedOut = deadline.then((): PublishOutcome => ({ kind: 'failed', error: 'no publisher confirm before the deadline' }));
-    return Promise.race([confirmed, timedOut]);
+    const outcome = await Promise.race([confirmed, timedOut]);
+    span.setAttribute('mailroom.outcome', outcome.kind);
+    if (outcome.kind !== 'confirmed') span.setStatus({ code: SpanStatusCode.ERROR, message: 'error' in outcome ? outcome.error : outcome.kind });
+    span.end();
+    return outcome;
   }
 
   #waitForDrain: Promise<void> | undefined;
