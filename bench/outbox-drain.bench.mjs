@@ -9,7 +9,7 @@ import { createRelay, enqueue } from '@mailroom/outbox';
 import { amqpUrl, databaseUrl, fmt, freshSchema, median, newPool, report, tag } from './lib.mjs';
 
 const COUNT = Number(process.env.BENCH_DRAIN_COUNT ?? 20_000);
-const RUNS = Number(process.env.BENCH_RUNS ?? 3);
+const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 const WINDOW = 1000;
 const PAYLOAD = { pad: 'x'.repeat(1024 - 20), n: 0 };
 
@@ -118,19 +118,22 @@ await admin.deleteExchange(exchange);
 await connection.close();
 await pool.end();
 
+// On a shared machine the rates drift between runs, so each run's relay rate is compared with the
+// raw rate of the same run, and the median of those per-run ratios is reported.
 const rawRate = median(raw.map((r) => r.rate));
+const ratios = (i) => relays[i].map((r, run) => r.rate / raw[run].rate);
 const rows = [
-  { what: `raw amqplib confirmed publish (window ${WINDOW})`, 'msg/s (median)': fmt(rawRate), runs: raw.map((r) => fmt(r.rate)).join(' / '), ratio: '1.00', 'relay CPU µs/msg': '-' },
+  { what: `raw amqplib confirmed publish (window ${WINDOW})`, 'msg/s (median)': fmt(rawRate), runs: raw.map((r) => fmt(r.rate)).join(' / '), 'ratio (median of runs)': '1.00', 'relay CPU µs/msg': '-' },
   ...configs.map((c, i) => ({
     what: c.name,
     'msg/s (median)': fmt(median(relays[i].map((r) => r.rate))),
     runs: relays[i].map((r) => fmt(r.rate)).join(' / '),
-    ratio: fmt(median(relays[i].map((r) => r.rate)) / rawRate, 2),
+    'ratio (median of runs)': `${fmt(median(ratios(i)), 2)} (${ratios(i).map((x) => fmt(x, 2)).join(' / ')})`,
     'relay CPU µs/msg': fmt(median(relays[i].map((r) => r.cpuUsPerMessage)), 1),
   })),
 ];
 report('outbox-drain', rows, {
   messages: `${COUNT} x 1 KiB, persistent, mandatory, ${RUNS} runs, medians`,
-  'ratio relay/raw (defaults)': fmt(median(relays[0].map((r) => r.rate)) / rawRate, 2),
+  'ratio relay/raw (defaults), median of per-run ratios': fmt(median(ratios(0)), 2),
   target: '>= 0.80 of raw',
 });
