@@ -3,7 +3,7 @@ export type { MailroomErrorCode, MailroomErrorOptions } from './errors.js';
 export { redactSecrets, redactUrl } from './redact.js';
 export { validateIdentifier, quoteIdentifier } from './identifiers.js';
 export { parseConfig } from './config.js';
-export { defineMessage, isUuid, DEFAULT_EXCHANGE } from './message.js';
+export { defineMessage, isUuid, contractOf, CONTRACT_OF, DEFAULT_EXCHANGE } from './message.js';
 export type { Envelope, OutgoingMessage, MessageContract, CreateMessageOptions, DefineMessageOptions, PayloadOf } from './message.js';
 export { WIRE_HEADERS, CONTENT_TYPE } from './wire.js';
 export { toExecutor, inTransaction, transactionExecutor, isKysely, isPgPool } from './executor.js';

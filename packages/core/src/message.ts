@@ -67,6 +67,17 @@ export interface MessageContract<TType extends string = string, TSchema extends 
   create(payload: z.input<TSchema>, options?: CreateMessageOptions): OutgoingMessage<z.output<TSchema>>;
 }
 
+/**
+ * Where `create` keeps the contract a message was made from (a non-enumerable property), so that
+ * `enqueue` can validate the payload again right before it is stored.
+ */
+export const CONTRACT_OF = Symbol.for('mailroom.contract');
+
+/** The contract a message was created from, if it came from `contract.create`. */
+export function contractOf(message: object): MessageContract | undefined {
+  return (message as { [CONTRACT_OF]?: MessageContract })[CONTRACT_OF];
+}
+
 /** The payload type of a contract. */
 export type PayloadOf<C> = C extends MessageContract<string, infer S> ? z.output<S> : never;
 
@@ -109,7 +120,7 @@ export function defineMessage<const TType extends string, TSchema extends z.ZodT
     }
     return result.data;
   };
-  return {
+  const contract: MessageContract<TType, TSchema> = {
     type,
     schema,
     exchange,
@@ -126,7 +137,7 @@ export function defineMessage<const TType extends string, TSchema extends z.ZodT
           throw new MailroomError('INVALID_MESSAGE', `Header "${name}" is reserved: names starting with x-mailroom- belong to mailroom.`);
         }
       }
-      return {
+      const message: OutgoingMessage<z.output<TSchema>> = {
         messageId,
         type,
         key: createOptions.key ?? null,
@@ -136,6 +147,9 @@ export function defineMessage<const TType extends string, TSchema extends z.ZodT
         exchange,
         routingKey: createOptions.routingKey ?? routingKey,
       };
+      Object.defineProperty(message, CONTRACT_OF, { value: contract, enumerable: false });
+      return message;
     },
   };
+  return contract;
 }

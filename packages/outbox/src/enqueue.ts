@@ -1,6 +1,7 @@
 import {
   DEFAULT_SCHEMA,
   MailroomError,
+  contractOf,
   SpanKind,
   injectTraceContext,
   isUuid,
@@ -22,7 +23,8 @@ export interface EnqueueOptions {
  * Stores events in the outbox inside the caller's transaction: they are published if and only if
  * that transaction commits. Pass a pg client between BEGIN and COMMIT, or a kysely Transaction.
  *
- * Messages come from `contract.create(payload, options)`, which validated the payload. Events
+ * Messages come from `contract.create(payload, options)`; their payload is validated against the
+ * contract again here, so a payload changed after `create` cannot slip through. Events
  * with a key take a transaction-scoped lock on that key first, so two transactions that enqueue
  * the same key get ids in commit order and the relay can publish a key in id order. The trace
  * context of the active span is stored with each event, and the relay is notified at commit.
@@ -33,7 +35,12 @@ export async function enqueue(tx: Queryable, messages: OutgoingMessage | readonl
   const schema = options.schema ?? DEFAULT_SCHEMA;
   const table = `${quoteIdentifier(schema)}.outbox`;
   const db = transactionExecutor(tx, 'enqueue');
-  for (const m of list) checkMessage(m);
+  // Validated again here: a payload may have been changed since `create`.
+  const payloads = list.map((m) => {
+    checkMessage(m);
+    const contract = contractOf(m);
+    return JSON.stringify(contract === undefined ? m.payload : contract.parse(m.payload));
+  });
 
   await withSpan(
     'mailroom enqueue',
@@ -61,7 +68,7 @@ export async function enqueue(tx: Queryable, messages: OutgoingMessage | readonl
           list.map((m) => m.routingKey),
           list.map((m) => m.key),
           list.map((m) => JSON.stringify(injectTraceContext({ ...m.headers }))),
-          list.map((m) => JSON.stringify(m.payload)),
+          payloads,
           list.map((m) => m.occurredAt),
           notifyChannel(schema),
         ],

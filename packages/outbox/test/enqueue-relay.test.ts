@@ -79,6 +79,10 @@ describe('enqueue + relay, pg', () => {
     try {
       await client.query('BEGIN');
       await expect(enqueue(client, { ...message, messageId: 'not-a-uuid' }, { schema: db.schema })).rejects.toThrowError(MailroomError);
+      // A payload changed after create() is validated against its contract again.
+      const changed = OrderPlaced.create({ orderId: 'y', total: 2 });
+      (changed.payload as { total: unknown }).total = 'two';
+      await expect(enqueue(client, changed, { schema: db.schema })).rejects.toThrowError(/Invalid payload for message type "order.placed": total/);
       await client.query('ROLLBACK');
     } finally {
       client.release();
