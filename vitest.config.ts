@@ -11,6 +11,7 @@ export default defineConfig({
       '@mailroom/outbox': src('outbox'),
       '@mailroom/inbox': src('inbox'),
       '@mailroom/dlq': src('dlq'),
+      '@mailroom/chaos': src('chaos'),
     },
   },
   test: {

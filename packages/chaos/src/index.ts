@@ -1,0 +1,17 @@
+export { runChaos } from './run-chaos.js';
+export { FAULT_KINDS, PROCESS_FAULTS, DEFAULT_FAULTS } from './options.js';
+export type { ChaosOptions, FaultKind } from './options.js';
+export { check, ANOMALY_KINDS } from './checker.js';
+export type { CheckOptions, CheckResult, Anomalies, LatencyQuantiles } from './checker.js';
+export type { FinalState } from './final-state.js';
+export { History, parseHistory } from './history.js';
+export type { HistoryOp, CommitValue } from './history.js';
+export { formatSummary } from './report.js';
+export type { ChaosReport } from './report.js';
+export { startFaultProxy } from './fault-proxy.js';
+export type { FaultProxy, LinkFaults } from './fault-proxy.js';
+export { chaosEvent, chaosPayload, CHAOS_EVENT_TYPE } from './chaos-event.js';
+export type { ChaosEffect, ChaosPayload } from './chaos-event.js';
+export { RELAY_CRASH_POINTS, CONSUMER_CRASH_POINTS } from './nemesis.js';
+export { createRandom } from './random.js';
+export type { Random } from './random.js';

@@ -1,0 +1,64 @@
+import { ANOMALY_KINDS, type CheckResult } from './checker.js';
+
+/** What `runChaos` returns, and `mailroom chaos run --json` writes. */
+export interface ChaosReport {
+  /** True when the checker found nothing and the run could be judged. */
+  valid: boolean;
+  seed: number;
+  startedAt: string;
+  finishedAt: string;
+  /** Wall time of the whole run, in ms. */
+  elapsedMs: number;
+  /** The options that shaped the run. */
+  config: Record<string, unknown>;
+  /** Phase durations (workload, drain, quiet), in ms. */
+  phases: Record<string, number>;
+  /** Whether the drain finished before its timeout. */
+  drained: boolean;
+  /** Process starts and crash points that actually fired, per process. */
+  processes: Array<{ name: string; starts: number; crashPointsFired: number }>;
+  check: CheckResult;
+  /** Where the history was written, if it was. */
+  historyPath?: string;
+  /** Output of the child processes, kept when the run is not valid. */
+  diagnostics?: Record<string, string>;
+}
+
+const LABELS: Record<(typeof ANOMALY_KINDS)[number], string> = {
+  lostAcknowledged: 'lost (acknowledged)',
+  lostUnknown: 'lost (unknown outcome)',
+  duplicatedEffect: 'duplicated effect',
+  phantom: 'phantom',
+  reordered: 'reordered within key',
+  stuck: 'stuck',
+  unexpectedDeadLetter: 'unexpected dead letter',
+  escapedPoison: 'escaped poison',
+};
+
+/** A readable summary of a report, a few lines. */
+export function formatSummary(report: ChaosReport): string {
+  const c = report.check.counts;
+  const lines: string[] = [];
+  lines.push(`mailroom chaos: ${report.valid ? 'VALID' : 'INVALID'} (seed ${report.seed}, ${(report.elapsedMs / 1000).toFixed(1)} s)`);
+  lines.push(
+    `  workload: ${c.transactions} transactions, ${c.committedTransactions} committed, ${c.rolledBackTransactions} failed or rolled back, ${c.unknownOutcomeTransactions} unknown outcome; ${c.committedEvents} events committed, ${c.effects} effects`,
+  );
+  const faults = Object.entries(report.check.faults)
+    .sort((a, b) => b[1] - a[1])
+    .map(([k, n]) => `${k} ${n}`)
+    .join(', ');
+  lines.push(`  faults: ${c.faults} of ${Object.keys(report.check.faults).length} kinds${faults !== '' ? ` (${faults})` : ''}`);
+  const fired = report.processes.reduce((a, p) => a + p.crashPointsFired, 0);
+  const starts = report.processes.reduce((a, p) => a + p.starts, 0);
+  lines.push(`  processes: ${starts} starts, ${fired} crash points fired; duplicates injected ${c.injectedDuplicates}, poison injected ${c.injectedPoison}`);
+  lines.push(`  duplicate deliveries (allowed): ${c.duplicateDeliveries}; dead letters: ${c.deadLetters}; drained: ${report.drained ? 'yes' : 'no'}`);
+  const l = report.check.latencyMs;
+  lines.push(`  commit-to-effect latency ms: p50 ${l.p50}, p90 ${l.p90}, p99 ${l.p99}, max ${l.max} (${l.count} events)`);
+  lines.push(`  ${ANOMALY_KINDS.map((k) => `${LABELS[k]} ${c[k]}`).join(', ')}`);
+  for (const k of ANOMALY_KINDS) {
+    const ids = report.check.anomalies[k];
+    if (ids.length > 0) lines.push(`  ${LABELS[k]}: ${ids.slice(0, 10).join(', ')}${c[k] > 10 ? ', …' : ''}`);
+  }
+  for (const u of report.check.unjudgeable) lines.push(`  cannot judge: ${u}`);
+  return lines.join('\n');
+}

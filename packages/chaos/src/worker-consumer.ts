@@ -1,0 +1,60 @@
+// A consumer in its own process, started by the chaos harness (node dist/worker-consumer.js).
+// Each handled event writes one ledger row in the handler's transaction; the ledger has no
+// unique constraint, so an effect applied twice stays visible to the checker.
+import { pathToFileURL } from 'node:url';
+import pg from 'pg';
+import { crashPoint, quoteIdentifier } from '@mailroom/core';
+import { createConsumer, handler, NonRetryableError } from '@mailroom/inbox';
+import { CHAOS_RETRY, chaosEvent, type ChaosEffect } from './chaos-event.js';
+import { need, needInt, report } from './worker-env.js';
+
+const name = need('CHAOS_NAME');
+const schema = need('CHAOS_SCHEMA');
+const ordering = need('CHAOS_ORDERING') === 'true';
+const failureRate = Number(need('CHAOS_FAILURE_RATE'));
+const prefetch = needInt('CHAOS_PREFETCH');
+const ledger = `${quoteIdentifier(schema)}.chaos_ledger`;
+const modulePath = process.env.CHAOS_HANDLER_MODULE ?? '';
+let effect: ChaosEffect | undefined;
+if (modulePath !== '') {
+  const mod = (await import(modulePath.startsWith('file:') ? modulePath : pathToFileURL(modulePath).href)) as { effect?: ChaosEffect; default?: ChaosEffect };
+  effect = mod.effect ?? mod.default;
+  if (typeof effect !== 'function') throw new Error(`${modulePath} exports no function "effect"`);
+}
+
+const pool = new pg.Pool({ connectionString: need('CHAOS_DATABASE_URL'), max: prefetch + 4, application_name: name });
+pool.on('error', () => undefined);
+const contract = chaosEvent(need('CHAOS_EXCHANGE'));
+const consumer = createConsumer({
+  name: need('CHAOS_CONSUMER'),
+  queue: need('CHAOS_QUEUE'),
+  db: pool,
+  amqp: need('CHAOS_AMQP_URL'),
+  schema,
+  prefetch,
+  ordering,
+  stopTimeoutMs: 2000,
+  retry: CHAOS_RETRY,
+  deadLetters: { exchange: need('CHAOS_DEAD_LETTERS'), queue: need('CHAOS_DEAD_LETTERS'), sink: true },
+  handlers: [
+    handler(contract, async (ctx) => {
+      const { payload, db, message } = ctx;
+      if (payload.poison === 'throw') throw new NonRetryableError('chaos: poison message');
+      if (failureRate > 0 && Math.random() < failureRate) throw new Error('chaos: transient handler failure');
+      if (effect !== undefined) await effect(ctx);
+      crashPoint('chaos.handler.mid');
+      await db.query(`INSERT INTO ${ledger} (event_id, key, consumer, pid) VALUES ($1, $2, $3, $4)`, [message.messageId, payload.key, name, process.pid]);
+    }),
+  ],
+});
+consumer.on('duplicate', (m) => report('duplicate', { id: m.messageId }));
+consumer.on('deadLettered', (i) => report('dead-lettered', { id: i.messageId, reason: i.reason, error: i.error }));
+consumer.on('requeued', (i) => report('requeued', { id: i.messageId, error: i.error }));
+process.once('SIGTERM', () => {
+  void consumer
+    .stop()
+    .then(() => pool.end())
+    .finally(() => process.exit(0));
+});
+await consumer.start();
+report('ready', { pid: process.pid });
