@@ -90,7 +90,7 @@ export async function runDemo(title, chapters) {
   } catch (error) {
     console.log('');
     say('✗', `FAILED: ${error.message}`);
-    if (!verbose) say('•', 'run again with --verbose to see what the services logged');
+    if (!verbose && !error.unreachable) say('•', 'run again with --verbose to see what the services logged');
   } finally {
     if (containers) await containers.stop().catch(() => undefined);
   }

@@ -158,6 +158,12 @@ export async function cleanupBroker(amqpUrl, { queues, exchanges }) {
   }
 }
 
+function unreachable(lines) {
+  const error = new Error(lines.join('\n'));
+  error.unreachable = true;
+  return error;
+}
+
 /** Checks PostgreSQL and RabbitMQ answer; throws saying how to start them when they do not. */
 export async function checkServices(databaseUrl, amqpUrl) {
   const client = new pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: 5000 });
@@ -165,13 +171,13 @@ export async function checkServices(databaseUrl, amqpUrl) {
     await client.connect();
     await client.query('SELECT 1');
   } catch (error) {
-    throw new Error(
+    throw unreachable(
       [
         `cannot reach PostgreSQL at ${redactUrl(databaseUrl)} (${error.message}).`,
         '  Start it, e.g.  pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start',
         '  or              docker compose -f examples/docker-compose.yml up -d postgres rabbitmq',
         '  or point MAILROOM_DATABASE_URL at one (the user needs CREATE DATABASE).',
-      ].join('\n'),
+      ],
     );
   } finally {
     await client.end().catch(() => undefined);
@@ -180,13 +186,13 @@ export async function checkServices(databaseUrl, amqpUrl) {
     const connection = await amqp.connect(amqpUrl, { timeout: 5000 });
     await connection.close();
   } catch (error) {
-    throw new Error(
+    throw unreachable(
       [
         `cannot reach RabbitMQ at ${redactUrl(amqpUrl)} (${error.message}).`,
         '  Start it, e.g.  rabbitmq-server -detached',
         '  or              docker compose -f examples/docker-compose.yml up -d postgres rabbitmq',
         '  or point MAILROOM_AMQP_URL at one.',
-      ].join('\n'),
+      ],
     );
   }
 }
