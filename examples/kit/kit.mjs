@@ -41,6 +41,9 @@ export async function ensureDatabase(baseUrl, database) {
     if (rowCount === 0) {
       // 42P04 duplicate_database, 23505 when two CREATEs race on the catalog.
       await client.query(`CREATE DATABASE "${database}"`).catch((error) => {
+        if (error.code === '42501') {
+          throw new Error(`cannot create database ${database}: the user of ${baseUrl.replace(/\/\/[^@/]*@/, '//…@')} lacks CREATEDB; create it yourself (CREATE DATABASE ${database}) or use a user that may`);
+        }
         if (error.code !== '42P04' && error.code !== '23505') throw error;
       });
       return true;

@@ -118,6 +118,23 @@ describe('examples: the demo story end to end', () => {
       else expect(charged.has(order.id)).toBe(false);
     }
     expect(charged.size).toBe(orders.filter((o) => o.status === 'confirmed').length);
+    // One effect per event, from the databases: each handled event has one inbox row and one
+    // handled_log row in each service, never two.
+    for (const [database, consumer] of [
+      [db.shopOrders, 'orders'],
+      [db.inventory, 'inventory'],
+      [db.payments, 'payments'],
+    ] as const) {
+      const twice = await query(database, 'SELECT message_id FROM handled_log GROUP BY message_id HAVING count(*) > 1');
+      expect(twice).toEqual([]);
+      const [counts] = await query<{ inbox: number; handled: number }>(
+        database,
+        'SELECT (SELECT count(*)::int FROM mailroom.inbox WHERE consumer = $1) AS inbox, (SELECT count(*)::int FROM handled_log) AS handled',
+        [consumer],
+      );
+      expect(counts?.handled).toBeGreaterThan(0);
+      expect(counts?.inbox).toBe(counts?.handled);
+    }
     // Every reservation is settled: committed for confirmed orders, released for declined ones.
     const reservations = await query<{ order_id: string; status: string }>(db.inventory, 'SELECT order_id, status FROM reservations');
     const statusOf = new Map(orders.map((o) => [o.id, o.status]));

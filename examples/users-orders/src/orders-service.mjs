@@ -15,6 +15,7 @@
 //   GET  /stats            consumer and relay counters
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
+import { isUuid } from '@mailroom/core';
 import { createRelay } from '@mailroom/outbox';
 import { createConsumer, handler } from '@mailroom/inbox';
 import { HttpError, consumerTopology, migrateService, openPool, requireEnv, runService, startHttp } from '@mailroom/example-kit';
@@ -82,8 +83,8 @@ runService('orders', async (log) => {
         /^\/orders$/,
         async ({ body }) => {
           const amount = Number(body.amount);
-          if (typeof body.item !== 'string' || !(amount > 0)) throw new HttpError(400, 'give item (text) and amount (> 0)');
-          const { rows: users } = await pool.query('SELECT email, name FROM user_projection WHERE user_id = $1', [body.userId]).catch(() => ({ rows: [] }));
+          if (typeof body.item !== 'string' || !(amount > 0) || !isUuid(body.userId)) throw new HttpError(400, 'give userId (a UUID), item (text) and amount (> 0)');
+          const { rows: users } = await pool.query('SELECT email, name FROM user_projection WHERE user_id = $1', [body.userId]);
           // Eventual consistency, stated: a user created a moment ago may not have reached us yet.
           if (users.length === 0) throw new HttpError(409, 'unknown user (not replicated here yet? retry shortly)');
           const { rows } = await pool.query(
