@@ -29,7 +29,7 @@ export function chaosEvent(exchange: string): MessageContract<typeof CHAOS_EVENT
  * harness writes its ledger row in that same transaction. Export it as `effect` from the module
  * you name in `handlerModule`.
  */
-export type ChaosEffect = (context: HandlerContext<ChaosPayload>) => Promise<void>;
+export type ChaosEffect = (context: HandlerContext<ChaosPayload> & { schema: string }) => Promise<void>;
 
 /** The consumers' retry policy: short delays, and enough attempts that faults alone never exhaust them. */
 export const CHAOS_RETRY = { maxAttempts: 40, initialDelayMs: 100, multiplier: 2, maxDelayMs: 1000 } as const;

@@ -27,6 +27,13 @@ export const PROCESS_FAULTS: readonly FaultKind[] = ['kill-relay', 'kill-consume
 /** The default fault set: everything but the service restarts. */
 export const DEFAULT_FAULTS: readonly FaultKind[] = FAULT_KINDS.filter((k) => k !== 'restart-postgres' && k !== 'restart-rabbitmq');
 
+/** What `setup` and `verify` get: a query function on the run's database (not through the fault proxy) and its schema. */
+export interface ChaosDbContext {
+  query: <R extends Record<string, unknown> = Record<string, unknown>>(text: string, params?: unknown[]) => Promise<{ rows: R[] }>;
+  /** The run's schema: mailroom's tables, the workload's and yours. */
+  schema: string;
+}
+
 /** Options of `runChaos`. Only the two URLs are required. */
 export interface ChaosOptions {
   /** PostgreSQL URL; the role must be allowed to `pg_terminate_backend` mailroom's sessions. */
@@ -70,6 +77,17 @@ export interface ChaosOptions {
    * or `.ts` with erasable syntax only (Node strips the types).
    */
   handlerModule?: string;
+  /**
+   * Runs once before the workload, after mailroom's migrations: create the tables your handler
+   * writes to, in `schema` (the run's own schema, dropped afterwards unless `keep`).
+   */
+  setup?: (context: ChaosDbContext) => Promise<void>;
+  /**
+   * Runs after the drain, when every process stopped: compare your own tables with the committed
+   * events and return a problem per disagreement (a double effect your handler applied, say).
+   * Any problem makes the run invalid.
+   */
+  verify?: (context: ChaosDbContext & { committed: ReadonlyArray<{ eventId: string; key: string; seq: number }> }) => Promise<string[]>;
   /** How long the drain may take before the remaining events count as stuck, in ms. Default: 60000. */
   drainTimeoutMs?: number;
   /** How long nothing may change after the drain before the final reads, in ms. Default: 2000. */
@@ -78,6 +96,8 @@ export interface ChaosOptions {
   historyPath?: string;
   /** Keep the schema and the broker objects after the run, for a look. Default: false. */
   keep?: boolean;
+  /** Ends the workload phase early when aborted; the heal, drain and check still run. */
+  signal?: AbortSignal;
   /** Progress lines (phases, faults); default: silent. */
   log?: (line: string) => void;
 }

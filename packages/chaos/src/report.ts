@@ -18,6 +18,8 @@ export interface ChaosReport {
   /** Process starts and crash points that actually fired, per process. */
   processes: Array<{ name: string; starts: number; crashPointsFired: number }>;
   check: CheckResult;
+  /** Problems your `verify` returned (each one makes the run invalid). */
+  verify: string[];
   /** Where the history was written, if it was. */
   historyPath?: string;
   /** Output of the child processes, kept when the run is not valid. */
@@ -60,5 +62,6 @@ export function formatSummary(report: ChaosReport): string {
     if (ids.length > 0) lines.push(`  ${LABELS[k]}: ${ids.slice(0, 10).join(', ')}${c[k] > 10 ? ', …' : ''}`);
   }
   for (const u of report.check.unjudgeable) lines.push(`  cannot judge: ${u}`);
+  if (report.verify.length > 0) lines.push(`  verify: ${report.verify.length} problem(s): ${report.verify.slice(0, 10).join('; ')}`);
   return lines.join('\n');
 }

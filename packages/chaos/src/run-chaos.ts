@@ -14,7 +14,7 @@ import { startFaultProxy, type FaultProxy } from './fault-proxy.js';
 import type { FinalState } from './final-state.js';
 import { History } from './history.js';
 import { Nemesis } from './nemesis.js';
-import { DEFAULT_FAULTS, FAULT_KINDS, type ChaosOptions } from './options.js';
+import { DEFAULT_FAULTS, FAULT_KINDS, type ChaosDbContext, type ChaosOptions } from './options.js';
 import { createRandom } from './random.js';
 import type { ChaosReport } from './report.js';
 import { ProcessSlot } from './supervisor.js';
@@ -42,6 +42,9 @@ const optionsSchema = z.strictObject({
   quietMs: z.number().int().min(0).default(2000),
   historyPath: z.string().min(1).optional(),
   keep: z.boolean().default(false),
+  setup: z.custom<NonNullable<ChaosOptions['setup']>>((v) => typeof v === 'function', 'expected a function').optional(),
+  verify: z.custom<NonNullable<ChaosOptions['verify']>>((v) => typeof v === 'function', 'expected a function').optional(),
+  signal: z.custom<AbortSignal>((v) => v instanceof AbortSignal, 'expected an AbortSignal').optional(),
   log: z.custom<(line: string) => void>((v) => typeof v === 'function', 'expected a function').optional(),
 });
 
@@ -132,6 +135,11 @@ export async function runChaos(input: ChaosOptions): Promise<ChaosReport> {
     confirm = ch;
     return ch;
   };
+  const dbQuery: ChaosDbContext['query'] = async <R extends Record<string, unknown>>(text: string, params?: unknown[]) => {
+    const result = await admin.query<R>(text, params);
+    return { rows: result.rows };
+  };
+  let verifyProblems: string[] = [];
   const proxies: { pg?: FaultProxy; amqp?: FaultProxy } = {};
   const slots: ProcessSlot[] = [];
   const stopWorkload = new AbortController();
@@ -144,6 +152,7 @@ export async function runChaos(input: ChaosOptions): Promise<ChaosReport> {
     await admin.query(`CREATE SCHEMA ${quoteIdentifier(schema)}`);
     await migrate(admin, { schema });
     await admin.query(workloadTablesSql(schema, o.keys));
+    await o.setup?.({ query: dbQuery, schema });
     const ch = await channel();
     await ch.assertExchange(exchange, 'topic', { durable: true });
 
@@ -217,7 +226,7 @@ export async function runChaos(input: ChaosOptions): Promise<ChaosReport> {
       log,
     );
     const nemesisDone = nemesis.run(o.faults, o.faultIntervalMs, stopNemesis.signal);
-    await sleep(o.durationMs);
+    await sleep(o.durationMs, undefined, o.signal !== undefined ? { signal: o.signal } : {}).catch(() => log('stopped early'));
     stopNemesis.abort();
     stopWorkload.abort();
     await nemesisDone;
@@ -259,6 +268,10 @@ export async function runChaos(input: ChaosOptions): Promise<ChaosReport> {
     history.add('info', 'harness', 'phase', { phase: 'final-read' });
     await Promise.all(slots.map((s) => s.stop()));
     state = await readFinalState(admin, schema, consumerName, model, [queue, ...retryQueues], deadLetters);
+    if (o.verify !== undefined) {
+      const committed = state.domain.map((d) => ({ eventId: d.eventId, key: d.key, seq: d.seq }));
+      verifyProblems = await o.verify({ query: dbQuery, schema, committed }).catch((e: unknown) => [`verify threw: ${e instanceof Error ? e.message : String(e)}`]);
+    }
   } catch (error) {
     if (state === undefined && workload !== undefined) unjudgeable.push(`the run failed: ${error instanceof Error ? error.message : String(error)}`);
     else throw error;
@@ -284,7 +297,7 @@ export async function runChaos(input: ChaosOptions): Promise<ChaosReport> {
   const result = check(history.ops, state ?? empty, { ordering: o.ordering });
   result.unjudgeable.push(...unjudgeable);
   if (!drained) result.unjudgeable.push('the drain timed out (see stuck)');
-  result.valid = result.valid && result.unjudgeable.length === 0;
+  result.valid = result.valid && result.unjudgeable.length === 0 && verifyProblems.length === 0;
   const finishedAt = new Date();
   const report: ChaosReport = {
     valid: result.valid,
@@ -297,6 +310,7 @@ export async function runChaos(input: ChaosOptions): Promise<ChaosReport> {
     drained,
     processes: slots.map((s) => ({ name: s.name, starts: s.starts, crashPointsFired: s.crashes })),
     check: result,
+    verify: verifyProblems,
   };
   if (o.historyPath !== undefined) report.historyPath = o.historyPath;
   if (!result.valid) report.diagnostics = Object.fromEntries(slots.map((s) => [s.name, s.output().slice(-5000)]));

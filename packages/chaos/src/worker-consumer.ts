@@ -41,7 +41,7 @@ const consumer = createConsumer({
       const { payload, db, message } = ctx;
       if (payload.poison === 'throw') throw new NonRetryableError('chaos: poison message');
       if (failureRate > 0 && Math.random() < failureRate) throw new Error('chaos: transient handler failure');
-      if (effect !== undefined) await effect(ctx);
+      if (effect !== undefined) await effect({ ...ctx, schema });
       crashPoint('chaos.handler.mid');
       await db.query(`INSERT INTO ${ledger} (event_id, key, consumer, pid) VALUES ($1, $2, $3, $4)`, [message.messageId, payload.key, name, process.pid]);
     }),

@@ -177,6 +177,7 @@ describe('checker', () => {
       drained: true,
       processes: [],
       check: result,
+      verify: [],
     };
     const summary = formatSummary(report);
     expect(summary).toContain('INVALID (seed 42');

@@ -1,0 +1,147 @@
+import { writeFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { DEFAULT_FAULTS, FAULT_KINDS, formatSummary, runChaos, type ChaosOptions, type FaultKind } from '@mailroom/chaos';
+import type { Command } from '../command.js';
+import { UsageError } from '../command.js';
+import { declareEnv, describeEnv, readEnv } from '../env.js';
+
+const CHAOS_VARS = declareEnv([
+  { name: 'MAILROOM_DATABASE_URL', description: 'PostgreSQL URL; the role must be allowed to pg_terminate_backend (required)' },
+  { name: 'MAILROOM_AMQP_URL', description: 'RabbitMQ URL (required)' },
+]);
+
+const USAGE = [
+  'Usage: mailroom chaos run [options]',
+  '',
+  'Producers commit domain rows with outbox events (some roll back) while relays and consumers run as',
+  'child processes and a seeded nemesis injects faults. Then everything heals and drains, and a checker',
+  'compares the history with the final state: lost, duplicated effect, phantom, reordered, stuck,',
+  'unexpected dead letter, escaped poison. Exit 0 when valid, 1 when not (or when it cannot judge).',
+  'Each run uses a schema and broker objects of its own and removes them afterwards (unless --keep).',
+  '',
+  '  --seed N                  seed of the fault schedule and the workload (default: random, printed)',
+  '  --duration 60s            workload and faults (ms, or s / m); the drain and checks follow',
+  '  --faults a,b,c            fault kinds (default: all but restart-*), or "process" for the process faults',
+  `                            kinds: ${FAULT_KINDS.join(', ')}`,
+  '  --interval 1500           mean gap between faults, in ms',
+  '  --ordering                per-key order: relays and one consumer in ordering mode, reorders checked',
+  '  --relays N, --consumers N, --producers N, --keys N, --rate TX_PER_S',
+  '  --rollback-rate 0.1       share of producer transactions rolled back',
+  '  --failure-rate 0.02       share of handler runs that throw a transient error (0 with --ordering)',
+  '  --handler path.mjs        a module exporting `effect(ctx)`: your handler, run in the consumer transaction',
+  '  --drain-timeout 60s       after it, events not applied count as stuck',
+  '  --json report.json        write the full report (counts, ids, latency quantiles, fault counts)',
+  '  --history history.jsonl   write the history (invoke / ok / fail / info per line)',
+  '  --keep                    keep the schema, queues and exchanges for a look',
+  '  --allow-restart-postgres CMD, --allow-restart-rabbitmq CMD',
+  '                            enable restart-postgres / restart-rabbitmq faults with this shell command;',
+  '                            they affect everything on that server: only on a machine of your own',
+  '  --quiet                   no progress lines, only the summary',
+  '',
+  'Environment:',
+].join('\n');
+
+function duration(name: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(value);
+  if (m === null) throw new UsageError(`--${name} ${JSON.stringify(value)}: use ms, or a number with s or m (90s, 10m)`);
+  const unit = m[2] ?? 'ms';
+  return Math.round(Number(m[1]) * (unit === 'm' ? 60_000 : unit === 's' ? 1000 : 1));
+}
+
+function number(name: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n)) throw new UsageError(`--${name} must be a number, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+function faults(value: string | undefined): FaultKind[] | undefined {
+  if (value === undefined) return undefined;
+  if (value === 'process') return ['kill-relay', 'kill-consumer', 'pause-relay', 'pause-consumer', 'crash-relay', 'crash-consumer'];
+  if (value === 'all') return [...DEFAULT_FAULTS];
+  const kinds = value.split(',').map((k) => k.trim()).filter(Boolean);
+  const unknown = kinds.filter((k) => !(FAULT_KINDS as readonly string[]).includes(k));
+  if (unknown.length > 0) throw new UsageError(`unknown fault kind ${unknown.join(', ')} (kinds: ${FAULT_KINDS.join(', ')})`);
+  return kinds as FaultKind[];
+}
+
+/** `mailroom chaos run`: the chaos harness from the command line. */
+export const chaosCommand: Command = {
+  name: 'chaos',
+  summary: 'run the chaos harness: faults on a seeded schedule, then a check that nothing was lost or applied twice',
+  help: () => `${USAGE}\n${describeEnv(CHAOS_VARS)}`,
+  async run({ argv, env, stdout, stderr, stopSignal }) {
+    const [sub, ...rest] = argv;
+    if (sub !== 'run') throw new UsageError(`expected "chaos run", got ${sub === undefined ? 'nothing' : JSON.stringify(sub)} (see --help)`);
+    let parsed;
+    try {
+      parsed = parseArgs({
+        args: rest,
+        strict: true,
+        options: {
+          seed: { type: 'string' },
+          duration: { type: 'string' },
+          faults: { type: 'string' },
+          interval: { type: 'string' },
+          ordering: { type: 'boolean' },
+          relays: { type: 'string' },
+          consumers: { type: 'string' },
+          producers: { type: 'string' },
+          keys: { type: 'string' },
+          rate: { type: 'string' },
+          'rollback-rate': { type: 'string' },
+          'failure-rate': { type: 'string' },
+          handler: { type: 'string' },
+          'drain-timeout': { type: 'string' },
+          json: { type: 'string' },
+          history: { type: 'string' },
+          keep: { type: 'boolean' },
+          'allow-restart-postgres': { type: 'string' },
+          'allow-restart-rabbitmq': { type: 'string' },
+          quiet: { type: 'boolean' },
+        },
+      });
+    } catch (error) {
+      throw new UsageError(error instanceof Error ? error.message : String(error));
+    }
+    const v = parsed.values;
+    const vars = readEnv(env, CHAOS_VARS);
+    const options: ChaosOptions = { databaseUrl: vars.MAILROOM_DATABASE_URL as string, amqpUrl: vars.MAILROOM_AMQP_URL as string, signal: stopSignal };
+    const set = <K extends keyof ChaosOptions>(key: K, value: ChaosOptions[K] | undefined): void => {
+      if (value !== undefined) options[key] = value;
+    };
+    set('seed', number('seed', v.seed));
+    set('durationMs', duration('duration', v.duration));
+    set('faults', faults(v.faults));
+    set('faultIntervalMs', duration('interval', v.interval));
+    set('ordering', v.ordering);
+    set('relays', number('relays', v.relays));
+    set('consumers', number('consumers', v.consumers));
+    set('producers', number('producers', v.producers));
+    set('keys', number('keys', v.keys));
+    set('transactionsPerSecond', number('rate', v.rate));
+    set('rollbackRate', number('rollback-rate', v['rollback-rate']));
+    set('handlerFailureRate', number('failure-rate', v['failure-rate']));
+    set('handlerModule', v.handler !== undefined ? resolve(v.handler) : undefined);
+    set('drainTimeoutMs', duration('drain-timeout', v['drain-timeout']));
+    set('historyPath', v.history !== undefined ? resolve(v.history) : undefined);
+    set('keep', v.keep);
+    const restarts: { postgres?: string; rabbitmq?: string } = {};
+    if (v['allow-restart-postgres'] !== undefined) restarts.postgres = v['allow-restart-postgres'];
+    if (v['allow-restart-rabbitmq'] !== undefined) restarts.rabbitmq = v['allow-restart-rabbitmq'];
+    if (Object.keys(restarts).length > 0) options.serviceRestarts = restarts;
+    if (options.faults?.some((k) => k.startsWith('restart-')) === true) {
+      for (const k of options.faults.filter((f) => f.startsWith('restart-'))) {
+        const service = k === 'restart-postgres' ? 'postgres' : 'rabbitmq';
+        if (restarts[service] === undefined) throw new UsageError(`fault ${k} needs --allow-restart-${service} "<shell command>"`);
+      }
+    }
+    if (v.quiet !== true) options.log = (line) => stderr.write(`${new Date().toISOString().slice(11, 23)} ${line}\n`);
+    const report = await runChaos(options);
+    if (v.json !== undefined) await writeFile(resolve(v.json), `${JSON.stringify(report, null, 2)}\n`);
+    stdout.write(`${formatSummary(report)}\n`);
+    return report.valid ? 0 : 1;
+  },
+};
