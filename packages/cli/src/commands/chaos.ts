@@ -1,7 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { DEFAULT_FAULTS, FAULT_KINDS, formatSummary, runChaos, type ChaosOptions, type FaultKind } from '@mailroom/chaos';
+import { DEFAULT_FAULTS, FAULT_KINDS, PROCESS_FAULTS, formatSummary, runChaos, type ChaosOptions, type FaultKind } from '@mailroom/chaos';
 import type { Command } from '../command.js';
 import { UsageError } from '../command.js';
 import { declareEnv, describeEnv, readEnv } from '../env.js';
@@ -22,7 +22,8 @@ const USAGE = [
   '',
   '  --seed N                  seed of the fault schedule and the workload (default: random, printed)',
   '  --duration 60s            workload and faults (ms, or s / m); the drain and checks follow',
-  '  --faults a,b,c            fault kinds (default: all but restart-*), or "process" for the process faults',
+  '  --faults a,b,c            fault kinds (default: all, i.e. every kind but restart-*); "process" = the',
+  '                            process faults (kill-*, pause-*, crash-*); e.g. all,restart-postgres',
   `                            kinds: ${FAULT_KINDS.join(', ')}`,
   '  --interval 1500           mean gap between faults, in ms',
   '  --ordering                per-key order: relays and one consumer in ordering mode, reorders checked',
@@ -59,12 +60,16 @@ function number(name: string, value: string | undefined): number | undefined {
 
 function faults(value: string | undefined): FaultKind[] | undefined {
   if (value === undefined) return undefined;
-  if (value === 'process') return ['kill-relay', 'kill-consumer', 'pause-relay', 'pause-consumer', 'crash-relay', 'crash-consumer'];
-  if (value === 'all') return [...DEFAULT_FAULTS];
-  const kinds = value.split(',').map((k) => k.trim()).filter(Boolean);
-  const unknown = kinds.filter((k) => !(FAULT_KINDS as readonly string[]).includes(k));
-  if (unknown.length > 0) throw new UsageError(`unknown fault kind ${unknown.join(', ')} (kinds: ${FAULT_KINDS.join(', ')})`);
-  return kinds as FaultKind[];
+  const kinds = new Set<FaultKind>();
+  const unknown: string[] = [];
+  for (const k of value.split(',').map((s) => s.trim()).filter(Boolean)) {
+    if (k === 'all') for (const f of DEFAULT_FAULTS) kinds.add(f);
+    else if (k === 'process') for (const f of PROCESS_FAULTS) kinds.add(f);
+    else if ((FAULT_KINDS as readonly string[]).includes(k)) kinds.add(k as FaultKind);
+    else unknown.push(k);
+  }
+  if (unknown.length > 0) throw new UsageError(`unknown fault kind ${unknown.join(', ')} (kinds: all, process, ${FAULT_KINDS.join(', ')})`);
+  return [...kinds];
 }
 
 /** `mailroom chaos run`: the chaos harness from the command line. */
