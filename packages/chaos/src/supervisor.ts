@@ -96,10 +96,15 @@ export class ProcessSlot {
         } else this.#onLine(this, event);
       }
     });
-    child.stderr.on('data', (d: Buffer) => this.#keep(d.toString()));
+    let sawCrashPoint = false;
+    child.stderr.on('data', (d: Buffer) => {
+      const text = d.toString();
+      if (text.includes('mailroom: crash point')) sawCrashPoint = true;
+      this.#keep(text);
+    });
     child.once('exit', (code, signal) => {
       readyResolve(false);
-      const crashed = this.#output.slice(-2000).includes('crash point') && signal === 'SIGKILL' && crashPoints !== undefined;
+      const crashed = sawCrashPoint && signal === 'SIGKILL' && crashPoints !== undefined;
       if (crashed) this.crashes += 1;
       this.#history.add('info', this.name, 'exit', { pid: child.pid, code, signal, crashPoint: crashed ? crashPoints : undefined });
       for (const w of this.#exitWaiters.splice(0)) w();
