@@ -103,13 +103,15 @@ export class ConfirmPublisher {
 
   /** Publishes one row and resolves with its outcome; never rejects. `deadline` bounds the wait. */
   async publish(channel: ConfirmChannel, row: OutboxRow, deadline: Promise<void>): Promise<PublishOutcome> {
-    let headers: Record<string, unknown>;
-    try {
-      headers = JSON.parse(row.headers) as Record<string, unknown>;
-    } catch {
-      headers = {};
+    let headers: Record<string, unknown> = {};
+    if (row.headers !== '{}') {
+      try {
+        headers = JSON.parse(row.headers) as Record<string, unknown>;
+      } catch {
+        headers = {};
+      }
     }
-    headers[WIRE_HEADERS.occurredAt] = row.occurred_at.toISOString();
+    headers[WIRE_HEADERS.occurredAt] = new Date(row.occurred_ms).toISOString();
     if (row.key !== null) headers[WIRE_HEADERS.key] = row.key;
     // A child of the enqueue span stored in the row; the message carries this span's context on.
     const span = startSpanFromHeaders('mailroom publish', SpanKind.PRODUCER, headers, {
@@ -123,7 +125,7 @@ export class ConfirmPublisher {
       messageId: row.message_id,
       type: row.type,
       contentType: CONTENT_TYPE,
-      timestamp: Math.floor(row.occurred_at.getTime() / 1000),
+      timestamp: Math.floor(row.occurred_ms / 1000),
       persistent: true,
       mandatory: true,
       headers,

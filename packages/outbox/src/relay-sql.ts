@@ -10,7 +10,8 @@ export interface OutboxRow {
   key: string | null;
   headers: string;
   payload: string;
-  occurred_at: Date;
+  /** Milliseconds since the epoch: a number is cheaper to read than a timestamp parsed into a Date. */
+  occurred_ms: number;
   created_ms: number;
   attempts: number;
 }
@@ -26,7 +27,7 @@ export interface RelaySql {
 }
 
 const COLUMNS = `o.id, o.message_id, o.type, o.exchange, o.routing_key, o.key, o.headers::text AS headers, o.payload::text AS payload,
-  o.occurred_at, (extract(epoch FROM o.created_at) * 1000)::float8 AS created_ms, o.attempts`;
+  (extract(epoch FROM o.occurred_at) * 1000)::float8 AS occurred_ms, (extract(epoch FROM o.created_at) * 1000)::float8 AS created_ms, o.attempts`;
 
 /** Builds the relay's SQL for `schema`. */
 export function relaySql(schema: string): RelaySql {

@@ -69,6 +69,10 @@ describe('enqueue + relay, pg', () => {
     expect(first?.fields.routingKey).toBe('order.placed');
     expect(first?.properties.headers?.['x-mailroom-key']).toMatch(/^o-\d$/);
     expect(JSON.parse(first?.content.toString() ?? '')).toMatchObject({ orderId: expect.any(String) as string });
+    // When the event happened travels as a header (ISO, to the millisecond) and as the AMQP timestamp.
+    const occurred = String(first?.properties.headers?.['x-mailroom-occurred-at']);
+    expect(Math.abs(Date.parse(occurred) - Date.now())).toBeLessThan(60_000);
+    expect(first?.properties.timestamp).toBe(Math.floor(Date.parse(occurred) / 1000));
     await received.stop();
   });
 
