@@ -58,6 +58,11 @@ export interface ChaosOptions {
   maxEventsPerTransaction?: number;
   /** Share of producer transactions rolled back after their enqueue. Default: 0.1. */
   rollbackRate?: number;
+  /**
+   * Share of producer transactions that wait 50–800 ms between their enqueue and COMMIT, so
+   * rows commit out of id order (the sequence-gap trap of a relay cursor). Default: 0.1.
+   */
+  slowCommitRate?: number;
   /** Share of handler runs that throw a transient error (retried). Default: 0.02, and 0 with `ordering`. */
   handlerFailureRate?: number;
   /** Per-key order: relays and the consumer in ordering mode, and the checker looks for reorders. Default: false. */

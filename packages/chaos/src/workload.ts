@@ -19,6 +19,7 @@ export interface WorkloadConfig {
   transactionsPerSecond: number;
   maxEventsPerTransaction: number;
   rollbackRate: number;
+  slowCommitRate: number;
 }
 
 /** The workload's tables: keys with their sequence, the domain rows, the effect ledger. */
@@ -77,6 +78,7 @@ export function startWorkload(config: WorkloadConfig, history: History, stopSign
       txCounter += 1;
       const value: CommitValue = { tx: `${name}.${txCounter}`, events: [...keys].sort().map((key) => ({ id: randomUUID(), key })) };
       const rollback = random.chance(config.rollbackRate);
+      const holdMs = random.chance(config.slowCommitRate) ? random.int(50, 800) : 0;
       history.add('invoke', name, 'commit', value);
       let client: pg.PoolClient | undefined;
       let committing = false;
@@ -95,6 +97,8 @@ export function startWorkload(config: WorkloadConfig, history: History, stopSign
           value.events.map((e) => contract.create({ eventId: e.id, key: e.key, producer: p + 1 }, { messageId: e.id, key: e.key })),
           { schema: config.schema },
         );
+        // Held open after the insert: later transactions get higher ids and commit first.
+        if (holdMs > 0) await sleep(holdMs);
         if (rollback) {
           await client.query('ROLLBACK');
           history.add('fail', name, 'commit', { ...value, reason: 'rolled back' });

@@ -29,6 +29,7 @@ const USAGE = [
   '  --ordering                per-key order: relays and one consumer in ordering mode, reorders checked',
   '  --relays N, --consumers N, --producers N, --keys N, --rate TX_PER_S',
   '  --rollback-rate 0.1       share of producer transactions rolled back',
+  '  --slow-commit-rate 0.1    share held open 50-800 ms before COMMIT (rows commit out of id order)',
   '  --failure-rate 0.02       share of handler runs that throw a transient error (0 with --ordering)',
   '  --handler path.mjs        a module exporting `effect(ctx)`: your handler, run in the consumer transaction',
   '  --drain-timeout 60s       after it, events not applied count as stuck',
@@ -97,6 +98,7 @@ export const chaosCommand: Command = {
           keys: { type: 'string' },
           rate: { type: 'string' },
           'rollback-rate': { type: 'string' },
+          'slow-commit-rate': { type: 'string' },
           'failure-rate': { type: 'string' },
           handler: { type: 'string' },
           'drain-timeout': { type: 'string' },
@@ -128,6 +130,7 @@ export const chaosCommand: Command = {
     set('keys', number('keys', v.keys));
     set('transactionsPerSecond', number('rate', v.rate));
     set('rollbackRate', number('rollback-rate', v['rollback-rate']));
+    set('slowCommitRate', number('slow-commit-rate', v['slow-commit-rate']));
     set('handlerFailureRate', number('failure-rate', v['failure-rate']));
     set('handlerModule', v.handler !== undefined ? resolve(v.handler) : undefined);
     set('drainTimeoutMs', duration('drain-timeout', v['drain-timeout']));
