@@ -12,6 +12,8 @@ export { migrate, renderMigrations, migrationScript, DEFAULT_SCHEMA } from './mi
 export type { MigrationSource, RenderedMigration, MigrateOptions, MigrateResult } from './migrations.js';
 export { AmqpConnection, createAmqpConnection } from './amqp-connection.js';
 export type { AmqpConnectionOptions, AmqpConnectionEvents, AmqpChannelModel } from './amqp-connection.js';
+export { AmqpSubscription } from './amqp-subscription.js';
+export type { AmqpSubscriptionOptions, SubscribableChannel } from './amqp-subscription.js';
 export { mailroomTracer, injectTraceContext, extractTraceContext, withSpan, startSpanFromHeaders, SpanKind, SpanStatusCode } from './telemetry.js';
 export type { Span } from './telemetry.js';
 export { MetricsRegistry, LATENCY_BUCKETS } from './metrics.js';

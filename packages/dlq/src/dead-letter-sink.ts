@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Channel, ConsumeMessage, Message } from 'amqplib';
 import {
+  AmqpSubscription,
   DEFAULT_SCHEMA,
   WIRE_HEADERS,
   crashPoint,
@@ -92,9 +93,7 @@ export class DeadLetterSink {
   readonly #connection: AmqpConnection;
   readonly #ownsConnection: boolean;
   readonly #logger: Logger;
-  #channel: Channel | undefined;
-  #subscribing: Promise<void> | undefined;
-  #stopping = false;
+  readonly #subscription: AmqpSubscription<Channel>;
   readonly #inFlight = new Set<Promise<void>>();
   #stored = 0;
 
@@ -111,51 +110,12 @@ export class DeadLetterSink {
       this.#connection = options.amqp;
       this.#ownsConnection = false;
     }
-  }
-
-  /** Dead letters stored by this sink since it started. */
-  get stored(): number {
-    return this.#stored;
-  }
-
-  /** Declares the topology and starts draining; resolves once subscribed. */
-  async start(): Promise<void> {
-    this.#stopping = false;
-    await this.#subscribe();
-  }
-
-  /** Stops draining and waits for the dead letters in flight. Always resolves. */
-  async stop(): Promise<void> {
-    this.#stopping = true;
-    // A resubscription waiting for a broker that is down must not hold up stop(): bounded.
-    if (this.#subscribing) await Promise.race([this.#subscribing, sleep(2000, undefined, { ref: false })]);
-    const channel = this.#channel;
-    this.#channel = undefined;
-    await Promise.allSettled([...this.#inFlight]);
-    if (channel) await channel.close().catch(() => undefined);
-    if (this.#ownsConnection) await this.#connection.close();
-  }
-
-  /** Same as {@link stop}. */
-  async [Symbol.asyncDispose](): Promise<void> {
-    await this.stop();
-  }
-
-  async #subscribe(): Promise<void> {
-    let delay = 100;
-    while (!this.#stopping) {
-      let channel: Channel | undefined;
-      try {
-        const connection = await this.#connection.get();
-        channel = await connection.createChannel();
-        const ch = channel;
-        this.#channel = ch;
-        ch.on('error', (error: Error) => this.#logger.warn('dead-letter sink channel error', { error: describeError(error) }));
-        ch.once('close', () => {
-          if (this.#channel !== ch) return;
-          this.#channel = undefined;
-          this.#resubscribeSoon();
-        });
+    this.#subscription = new AmqpSubscription<Channel>({
+      connection: this.#connection,
+      label: 'dead-letter sink',
+      logger: this.#logger,
+      open: (connection) => connection.createChannel(),
+      setup: async (ch) => {
         await declareDeadLetterTopology(ch, this.#topology);
         await ch.prefetch(this.#options.prefetch ?? 20);
         await ch.consume(this.#topology.queue, (message) => {
@@ -167,31 +127,32 @@ export class DeadLetterSink {
           const work = this.#handle(ch, message).finally(() => this.#inFlight.delete(work));
           this.#inFlight.add(work);
         });
-        if (this.#stopping) {
-          // stop() began while this subscription was being set up: it must not outlive it.
-          if (this.#channel === ch) this.#channel = undefined;
-          await ch.close().catch(() => undefined);
-        }
-        return;
-      } catch (error) {
-        if (this.#stopping) return;
-        this.#logger.warn('dead-letter sink could not subscribe, retrying', { error: describeError(error), delayMs: delay });
-        if (channel && this.#channel === channel) this.#channel = undefined;
-        await channel?.close().catch(() => undefined);
-        await sleep(delay);
-        delay = Math.min(delay * 2, 5000);
-      }
-    }
+      },
+    });
   }
 
-  #resubscribeSoon(): void {
-    if (this.#stopping || this.#subscribing) return;
-    this.#subscribing = sleep(100)
-      .then(() => this.#subscribe())
-      .catch((error: unknown) => this.#logger.error('dead-letter sink resubscribe failed', { error: describeError(error) }))
-      .finally(() => {
-        this.#subscribing = undefined;
-      });
+  /** Dead letters stored by this sink since it started. */
+  get stored(): number {
+    return this.#stored;
+  }
+
+  /** Declares the topology and starts draining; resolves once subscribed. */
+  async start(): Promise<void> {
+    await this.#subscription.start();
+  }
+
+  /** Stops draining and waits for the dead letters in flight. Always resolves. */
+  async stop(): Promise<void> {
+    // A resubscription waiting for a broker that is down must not hold up stop(): bounded.
+    await this.#subscription.halt();
+    await Promise.allSettled([...this.#inFlight]);
+    await this.#subscription.close();
+    if (this.#ownsConnection) await this.#connection.close();
+  }
+
+  /** Same as {@link stop}. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
   }
 
   async #handle(channel: Channel, message: ConsumeMessage): Promise<void> {

@@ -5,6 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { ConfirmChannel, ConsumeMessage, Options } from 'amqplib';
 import { z } from 'zod';
 import {
+  AmqpSubscription,
   DEFAULT_SCHEMA,
   MailroomError,
   SpanKind,
@@ -286,9 +287,8 @@ export class Consumer<TTx = Queryable> extends EventEmitter<ConsumerEvents> {
   readonly #ownsConnection: boolean;
   readonly #inboxTable: string;
   readonly #stats: ConsumerStats = { handled: 0, duplicates: 0, failures: 0, retries: 0, deadLettered: 0, requeued: 0 };
-  #channel: ConfirmChannel | undefined;
+  readonly #subscription: AmqpSubscription<ConfirmChannel>;
   #consumerTag: string | undefined;
-  #subscribing: Promise<void> | undefined;
   #started = false;
   #stopping = false;
   #stopped: Promise<void> | undefined;
@@ -337,6 +337,45 @@ export class Consumer<TTx = Queryable> extends EventEmitter<ConsumerEvents> {
       this.#connection = options.amqp;
       this.#ownsConnection = false;
     }
+    this.#subscription = new AmqpSubscription<ConfirmChannel>({
+      connection: this.#connection,
+      label: `consumer ${this.name}`,
+      logger: this.#logger,
+      open: (connection) => connection.createConfirmChannel(),
+      setup: async (ch) => {
+        const returned = new Set<string>();
+        returnedOn.set(ch, returned);
+        ch.on('return', (m: { properties: { headers?: Record<string, unknown> } }) => {
+          const id = m.properties.headers?.[PUBLISH_ID];
+          if (typeof id === 'string') returned.add(id);
+        });
+        await this.#declare(ch);
+        await ch.prefetch(this.#prefetch);
+        const reply = await ch.consume(this.queue, (message) => {
+          if (message === null) {
+            // Cancelled by the broker (queue deleted or failed over): start over.
+            ch.close().catch(() => undefined);
+            return;
+          }
+          this.#dispatch(ch, message);
+        });
+        this.#consumerTag = reply.consumerTag;
+      },
+      // 406 PRECONDITION_FAILED: a queue exists with other arguments (classic vs quorum, say).
+      // Retrying cannot fix that, so start() says so instead of hanging.
+      fatal: (error) =>
+        (error as { code?: unknown }).code === 406
+          ? new MailroomError(
+              'INVALID_CONFIG',
+              `Consumer "${this.name}": RabbitMQ refused the topology: ${describeError(error)}. An existing queue has other arguments (queueType?); delete it or use another queue name.`,
+              { cause: error },
+            )
+          : undefined,
+      onSubscribed: () => this.#notify('subscribed'),
+      onClosed: () => {
+        this.#consumerTag = undefined;
+      },
+    });
   }
 
   // A listener that throws must not turn into a nack of a delivery that was already acked (the
@@ -371,7 +410,7 @@ export class Consumer<TTx = Queryable> extends EventEmitter<ConsumerEvents> {
       this.#sink = createDeadLetterSink({ db: this.#db, schema: this.#schema, amqp: this.#connection, topology: this.#deadLetters, logger: this.#logger });
       await this.#sink.start();
     }
-    await this.#subscribe(true);
+    await this.#subscription.start();
     if (this.#cleanupIntervalMs > 0) {
       this.#cleanupTimer = setInterval(() => {
         this.cleanup().catch((error: unknown) => this.#logger.warn('inbox cleanup failed', { error: describeError(error) }));
@@ -401,8 +440,10 @@ export class Consumer<TTx = Queryable> extends EventEmitter<ConsumerEvents> {
 
   async #stop(): Promise<void> {
     this.#stopping = true;
+    // No new subscription from here on (one in progress gets a bounded wait below).
+    const halting = this.#subscription.halt();
     if (this.#cleanupTimer) clearInterval(this.#cleanupTimer);
-    const channel = this.#channel;
+    const channel = this.#subscription.channel;
     if (channel && this.#consumerTag !== undefined) {
       await Promise.race([channel.cancel(this.#consumerTag).catch(() => undefined), sleep(2000, undefined, { ref: false })]);
     }
@@ -416,13 +457,11 @@ export class Consumer<TTx = Queryable> extends EventEmitter<ConsumerEvents> {
     // A resubscription waiting for a broker that is down gets a bounded wait, alongside the sink.
     await Promise.all([
       this.#sink ? Promise.race([this.#sink.stop(), sleep(this.#stopTimeoutMs, undefined, { ref: false })]) : undefined,
-      this.#subscribing ? Promise.race([this.#subscribing, sleep(2000, undefined, { ref: false })]) : undefined,
+      halting,
     ]);
-    // The channel may have been replaced by a resubscription while stopping.
-    for (const ch of new Set([channel, this.#channel])) {
-      if (ch) await Promise.race([ch.close().catch(() => undefined), sleep(2000, undefined, { ref: false })]);
-    }
-    this.#channel = undefined;
+    // The channel may have been replaced by a resubscription while stopping: close both.
+    if (channel && channel !== this.#subscription.channel) await Promise.race([channel.close().catch(() => undefined), sleep(2000, undefined, { ref: false })]);
+    await this.#subscription.close();
     if (this.#ownsConnection) await Promise.race([this.#connection.close(), sleep(2000, undefined, { ref: false })]);
   }
 
@@ -461,78 +500,6 @@ export class Consumer<TTx = Queryable> extends EventEmitter<ConsumerEvents> {
         arguments: { 'x-queue-type': 'classic', 'x-message-ttl': ms, 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': this.queue },
       });
     }
-  }
-
-  async #subscribe(first = false): Promise<void> {
-    let delay = 100;
-    while (!this.#stopping) {
-      let channel: ConfirmChannel | undefined;
-      try {
-        const connection = await this.#connection.get();
-        channel = await connection.createConfirmChannel();
-        const ch = channel;
-        this.#channel = ch;
-        ch.on('error', (error: Error) => this.#logger.warn(`consumer ${this.name}: channel error`, { error: describeError(error) }));
-        const returned = new Set<string>();
-        returnedOn.set(ch, returned);
-        ch.on('return', (m: { properties: { headers?: Record<string, unknown> } }) => {
-          const id = m.properties.headers?.[PUBLISH_ID];
-          if (typeof id === 'string') returned.add(id);
-        });
-        ch.once('close', () => {
-          if (this.#channel !== ch) return;
-          this.#channel = undefined;
-          this.#consumerTag = undefined;
-          this.#resubscribeSoon();
-        });
-        await this.#declare(ch);
-        await ch.prefetch(this.#prefetch);
-        const reply = await ch.consume(this.queue, (message) => {
-          if (message === null) {
-            // Cancelled by the broker (queue deleted or failed over): start over.
-            ch.close().catch(() => undefined);
-            return;
-          }
-          this.#dispatch(ch, message);
-        });
-        this.#consumerTag = reply.consumerTag;
-        if (this.#stopping) {
-          // stop() began while this subscription was being set up: it must not outlive it.
-          if (this.#channel === ch) this.#channel = undefined;
-          await ch.close().catch(() => undefined);
-          return;
-        }
-        this.#notify('subscribed');
-        return;
-      } catch (error) {
-        if (this.#stopping) return;
-        // 406 PRECONDITION_FAILED: a queue exists with other arguments (classic vs quorum, say).
-        // Retrying cannot fix that, so start() says so instead of hanging.
-        if (first && (error as { code?: unknown }).code === 406) {
-          if (channel && this.#channel === channel) this.#channel = undefined;
-          throw new MailroomError(
-            'INVALID_CONFIG',
-            `Consumer "${this.name}": RabbitMQ refused the topology: ${describeError(error)}. An existing queue has other arguments (queueType?); delete it or use another queue name.`,
-            { cause: error },
-          );
-        }
-        this.#logger.warn(`consumer ${this.name}: cannot subscribe, retrying in ${delay} ms`, { error: describeError(error) });
-        if (channel && this.#channel === channel) this.#channel = undefined;
-        await channel?.close().catch(() => undefined);
-        await sleep(delay);
-        delay = Math.min(delay * 2, 5000);
-      }
-    }
-  }
-
-  #resubscribeSoon(): void {
-    if (this.#stopping || this.#subscribing) return;
-    this.#subscribing = sleep(100)
-      .then(() => this.#subscribe())
-      .catch((error: unknown) => this.#logger.error(`consumer ${this.name}: resubscribe failed`, { error: describeError(error) }))
-      .finally(() => {
-        this.#subscribing = undefined;
-      });
   }
 
   #dispatch(channel: ConfirmChannel, message: ConsumeMessage): void {
