@@ -297,6 +297,8 @@ export class Consumer<TTx = Queryable> extends EventEmitter<ConsumerEvents> {
   readonly #inFlight = new Set<Promise<void>>();
   readonly #aborts = new Set<AbortController>();
   readonly #keyChains = new Map<string, Promise<void>>();
+  // Channels that closed: their unacked deliveries come back from the broker, in queue order.
+  readonly #closedChannels = new WeakSet<ConfirmChannel>();
 
   /** Use {@link createConsumer}. */
   constructor(input: ConsumerOptions<TTx>) {
@@ -345,6 +347,7 @@ export class Consumer<TTx = Queryable> extends EventEmitter<ConsumerEvents> {
       setup: async (ch) => {
         const returned = new Set<string>();
         returnedOn.set(ch, returned);
+        ch.once('close', () => this.#closedChannels.add(ch));
         ch.on('return', (m: { properties: { headers?: Record<string, unknown> } }) => {
           const id = m.properties.headers?.[PUBLISH_ID];
           if (typeof id === 'string') returned.add(id);
@@ -511,7 +514,10 @@ export class Consumer<TTx = Queryable> extends EventEmitter<ConsumerEvents> {
       work = this.#process(channel, message);
     } else {
       const previous = this.#keyChains.get(key) ?? Promise.resolve();
-      const chained = previous.then(() => this.#process(channel, message));
+      // A delivery queued behind its key whose channel closed (or that waits while stopping)
+      // stays unacked: the broker hands it out again after the earlier ones of its key, whereas
+      // handling it now could overtake an earlier message that went back to the queue.
+      const chained = previous.then(() => (this.#stopping || this.#closedChannels.has(channel) ? undefined : this.#process(channel, message)));
       this.#keyChains.set(key, chained);
       work = chained.finally(() => {
         if (this.#keyChains.get(key) === chained) this.#keyChains.delete(key);
@@ -611,6 +617,9 @@ export class Consumer<TTx = Queryable> extends EventEmitter<ConsumerEvents> {
         this.#logger.warn(`consumer ${this.name}: database error, message ${meta.messageId} goes back to the queue`, { error: describeError(error) });
         this.#notify('requeued', { messageId: meta.messageId, error: describeError(error) });
         await sleep(1000, undefined, { ref: false });
+        // With ordering, a requeued message would come back after later messages of its key that
+        // this process already holds: try it again in place instead, holding its key.
+        if (this.#ordering && meta.key !== null && !this.#stopping && !this.#closedChannels.has(channel)) return this.#processUnsafe(channel, message);
         this.#settle(channel, message, 'requeue');
         return;
       }

@@ -1,0 +1,46 @@
+// Ordering under database faults (found by the chaos harness, seed 78 with --ordering): a
+// delivery whose inbox transaction fails because the database went away must not let later
+// messages of its key overtake it.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../../../test/helpers.js';
+import { consumerFor, publish, setupEnv, type Env } from './support.js';
+
+let env: Env;
+beforeAll(async () => {
+  env = await setupEnv();
+});
+afterAll(async () => {
+  await env.cleanup();
+});
+
+async function handledOrder(): Promise<string[]> {
+  const { rows } = await env.db.pool.query<{ note: string }>(`SELECT note FROM "${env.db.schema}".effects ORDER BY at`);
+  return rows.map((r) => r.note);
+}
+
+describe('ordering under database faults', () => {
+  it('the backend of a delivery is terminated before its COMMIT: later messages of the key wait for it', async () => {
+    let terminated = false;
+    const consumer = consumerFor(
+      env,
+      async ({ db, payload }) => {
+        if (payload.total === 1 && !terminated) {
+          terminated = true;
+          // Kill our own session: the COMMIT fails, the database error path runs.
+          const { rows } = await db.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+          await env.db.pool.query('SELECT pg_terminate_backend($1)', [rows[0]?.pid]);
+          return;
+        }
+        await db.query(`INSERT INTO "${env.db.schema}".effects (message_id, note) VALUES (gen_random_uuid(), $1)`, [String(payload.total)]);
+      },
+      { ordering: true, prefetch: 20 },
+    );
+    await consumer.start();
+    for (let i = 1; i <= 5; i++) await publish(env, { orderId: `o-${i}`, total: i }, { key: 'k' });
+    await waitFor(async () => (await handledOrder()).length >= 5, { what: '5 effects', timeoutMs: 20_000 });
+    expect(terminated).toBe(true);
+    expect(await handledOrder()).toEqual(['1', '2', '3', '4', '5']);
+    expect(consumer.stats.requeued).toBeGreaterThanOrEqual(1);
+    await consumer.stop();
+  });
+});
