@@ -137,7 +137,8 @@ export class Nemesis {
       case 'blackhole':
       case 'bandwidth': {
         const proxy = this.#random.pick([t.proxies.pg, t.proxies.amqp]);
-        const ms = this.#duration();
+        // A blackhole may outlast the relays' publish timeout (3 s): confirms then time out.
+        const ms = kind === 'blackhole' ? this.#duration(300, 6000) : this.#duration();
         const value: Record<string, unknown> = { link: proxy.name, ms };
         if (kind === 'latency') {
           const latencyMs = this.#random.int(20, 250);
@@ -151,7 +152,10 @@ export class Nemesis {
           proxy.set({ bandwidth });
         }
         await sleep(ms);
-        proxy.heal();
+        // Only this fault is undone: a concurrent nemesis may hold another on the same link.
+        if (kind === 'latency') proxy.set({ latencyMs: 0 });
+        else if (kind === 'blackhole') proxy.set({ blackhole: false });
+        else proxy.set({ bandwidth: 0 });
         return { result: 'ok', value };
       }
       case 'duplicate':

@@ -71,6 +71,8 @@ export interface ChaosOptions {
   faults?: readonly FaultKind[];
   /** Mean gap between two faults, in ms. Default: 1500. */
   faultIntervalMs?: number;
+  /** Fault streams running at once, each on its own seeded schedule (faults then overlap). Default: 1. */
+  faultConcurrency?: number;
   /**
    * Shell commands that restart PostgreSQL or RabbitMQ. Required for the `restart-*` faults,
    * which affect everything else on that server: use them on a machine of your own.

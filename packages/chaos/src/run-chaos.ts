@@ -37,6 +37,7 @@ const optionsSchema = z.strictObject({
   ordering: z.boolean().default(false),
   faults: z.array(z.enum(FAULT_KINDS)).default([...DEFAULT_FAULTS]),
   faultIntervalMs: z.number().int().positive().default(1500),
+  faultConcurrency: z.number().int().min(1).max(8).default(1),
   serviceRestarts: z.strictObject({ postgres: z.string().min(1).optional(), rabbitmq: z.string().min(1).optional() }).default({}),
   handlerModule: z.string().min(1).optional(),
   drainTimeoutMs: z.number().int().positive().default(60_000),
@@ -104,6 +105,7 @@ export async function runChaos(input: ChaosOptions): Promise<ChaosReport> {
     ordering: o.ordering,
     faults: o.faults,
     faultIntervalMs: o.faultIntervalMs,
+    faultConcurrency: o.faultConcurrency,
     handlerModule: o.handlerModule,
     schema,
     exchange,
@@ -212,23 +214,20 @@ export async function runChaos(input: ChaosOptions): Promise<ChaosReport> {
       stopWorkload.signal,
     );
     const stopNemesis = new AbortController();
-    const nemesis = new Nemesis(
-      {
-        relays: slots.filter((s) => s.spec.role === 'relay'),
-        consumers: slots.filter((s) => s.spec.role === 'consumer'),
-        proxies: { pg: proxies.pg, amqp: proxies.amqp },
-        admin,
-        channel,
-        schema,
-        exchange,
-        applicationPrefix: appPrefix,
-        serviceRestarts: o.serviceRestarts,
-      },
-      random,
-      history,
-      log,
-    );
-    const nemesisDone = nemesis.run(o.faults, o.faultIntervalMs, stopNemesis.signal);
+    const targets = {
+      relays: slots.filter((s) => s.spec.role === 'relay'),
+      consumers: slots.filter((s) => s.spec.role === 'consumer'),
+      proxies: { pg: proxies.pg, amqp: proxies.amqp },
+      admin,
+      channel,
+      schema,
+      exchange,
+      applicationPrefix: appPrefix,
+      serviceRestarts: o.serviceRestarts,
+    };
+    // One nemesis per concurrent fault stream; the first uses the run's random stream.
+    const nemeses = Array.from({ length: o.faultConcurrency }, (_, i) => new Nemesis(targets, i === 0 ? random : createRandom(seed + (i + 1) * 7919), history, log));
+    const nemesisDone = Promise.all(nemeses.map((n) => n.run(o.faults, o.faultIntervalMs, stopNemesis.signal)));
     await sleep(o.durationMs, undefined, o.signal !== undefined ? { signal: o.signal } : {}).catch(() => log('stopped early'));
     stopNemesis.abort();
     stopWorkload.abort();

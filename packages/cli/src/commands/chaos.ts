@@ -26,6 +26,7 @@ const USAGE = [
   '                            process faults (kill-*, pause-*, crash-*); e.g. all,restart-postgres',
   `                            kinds: ${FAULT_KINDS.join(', ')}`,
   '  --interval 1500           mean gap between faults, in ms',
+  '  --concurrency 1           fault streams at once (faults overlap: a kill during a blackhole, …)',
   '  --ordering                per-key order: relays and one consumer in ordering mode, reorders checked',
   '  --relays N, --consumers N, --producers N, --keys N, --rate TX_PER_S',
   '  --rollback-rate 0.1       share of producer transactions rolled back',
@@ -91,6 +92,7 @@ export const chaosCommand: Command = {
           duration: { type: 'string' },
           faults: { type: 'string' },
           interval: { type: 'string' },
+          concurrency: { type: 'string' },
           ordering: { type: 'boolean' },
           relays: { type: 'string' },
           consumers: { type: 'string' },
@@ -123,6 +125,7 @@ export const chaosCommand: Command = {
     set('durationMs', duration('duration', v.duration));
     set('faults', faults(v.faults));
     set('faultIntervalMs', duration('interval', v.interval));
+    set('faultConcurrency', number('concurrency', v.concurrency));
     set('ordering', v.ordering);
     set('relays', number('relays', v.relays));
     set('consumers', number('consumers', v.consumers));
