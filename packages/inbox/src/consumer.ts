@@ -763,6 +763,10 @@ export class Consumer<TTx = Queryable> extends EventEmitter<ConsumerEvents> {
         await executor.query('ROLLBACK').catch(() => {
           healthy = false;
         });
+        // The handler failed because its connection died (a terminated backend, a reset link):
+        // the database, not the message, is the problem. No attempt is used, and with ordering
+        // no retry through a delay queue lets later messages of the key overtake this one.
+        if (!healthy && error instanceof HandlerFailure && error.reason === 'transient') throw error.original;
         throw error;
       }
       // COMMIT of a transaction that an error aborted (one the handler caught and swallowed)

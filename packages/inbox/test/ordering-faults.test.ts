@@ -43,4 +43,30 @@ describe('ordering under database faults', () => {
     expect(consumer.stats.requeued).toBeGreaterThanOrEqual(1);
     await consumer.stop();
   });
+
+  it('the backend dies while the handler runs (the handler throws a connection error): no retry through a delay queue, the key keeps its order', async () => {
+    await env.db.pool.query(`DELETE FROM "${env.db.schema}".effects`);
+    let terminated = false;
+    const consumer = consumerFor(
+      env,
+      async ({ db, payload }) => {
+        if (payload.total === 1 && !terminated) {
+          terminated = true;
+          const { rows } = await db.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+          await env.db.pool.query('SELECT pg_terminate_backend($1)', [rows[0]?.pid]);
+        }
+        // Throws for the terminated session: the database failed, not the message.
+        await db.query(`INSERT INTO "${env.db.schema}".effects (message_id, note) VALUES (gen_random_uuid(), $1)`, [String(payload.total)]);
+      },
+      { ordering: true, prefetch: 20 },
+    );
+    await consumer.start();
+    for (let i = 1; i <= 5; i++) await publish(env, { orderId: `p-${i}`, total: i }, { key: 'k2' });
+    await waitFor(async () => (await handledOrder()).length >= 5, { what: '5 effects', timeoutMs: 20_000 });
+    expect(terminated).toBe(true);
+    expect(await handledOrder()).toEqual(['1', '2', '3', '4', '5']);
+    expect(consumer.stats).toMatchObject({ retries: 0, failures: 0 });
+    expect(consumer.stats.requeued).toBeGreaterThanOrEqual(1);
+    await consumer.stop();
+  });
 });
