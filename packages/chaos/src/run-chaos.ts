@@ -168,6 +168,7 @@ export async function runChaos(input: ChaosOptions): Promise<ChaosReport> {
       if (event.event === 'duplicate') history.add('info', slot.name, 'duplicate-delivery', { id: event.id });
       else if (event.event === 'dead-lettered') history.add('info', slot.name, 'dead-letter', { id: event.id, reason: event.reason, error: event.error });
       else if (event.event === 'requeued') history.add('info', slot.name, 'requeued', { id: event.id, error: event.error });
+      else if (event.event === 'retrying') history.add('info', slot.name, 'retrying', { id: event.id, attempt: event.attempt, error: event.error, delayMs: event.delayMs });
     };
     const common = { CHAOS_DATABASE_URL: viaPg, CHAOS_AMQP_URL: viaAmqp, CHAOS_SCHEMA: schema, CHAOS_ORDERING: String(o.ordering) };
     for (let i = 1; i <= consumersCount; i += 1) {

@@ -50,6 +50,7 @@ const consumer = createConsumer({
 consumer.on('duplicate', (m) => report('duplicate', { id: m.messageId }));
 consumer.on('deadLettered', (i) => report('dead-lettered', { id: i.messageId, reason: i.reason, error: i.error }));
 consumer.on('requeued', (i) => report('requeued', { id: i.messageId, error: i.error }));
+consumer.on('retrying', (i) => report('retrying', { id: i.message.messageId, attempt: i.message.attempt, error: i.error, delayMs: i.delayMs }));
 process.once('SIGTERM', () => {
   void consumer
     .stop()
