@@ -150,3 +150,14 @@ export class AmqpConnection extends EventEmitter<AmqpConnectionEvents> {
 export function createAmqpConnection(options: AmqpConnectionOptions): AmqpConnection {
   return new AmqpConnection(options);
 }
+
+/**
+ * The connection a component works on: a URL opens one that the component owns (and closes when
+ * it stops); a connection passed in is borrowed and left open.
+ */
+export function resolveAmqpConnection(
+  amqp: string | AmqpConnection,
+  options: Omit<AmqpConnectionOptions, 'url'> = {},
+): { connection: AmqpConnection; owned: boolean } {
+  return typeof amqp === 'string' ? { connection: createAmqpConnection({ ...options, url: amqp }), owned: true } : { connection: amqp, owned: false };
+}

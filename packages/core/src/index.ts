@@ -10,7 +10,7 @@ export { toExecutor, inTransaction, transactionExecutor, isKysely, isPgPool } fr
 export type { Executor, QueryResult, Queryable, PgQueryable, PgPoolLike, PgPoolClientLike, KyselyLike, KyselyCompiledQueryLike } from './executor.js';
 export { migrate, renderMigrations, migrationScript, DEFAULT_SCHEMA } from './migrations.js';
 export type { MigrationSource, RenderedMigration, MigrateOptions, MigrateResult } from './migrations.js';
-export { AmqpConnection, createAmqpConnection } from './amqp-connection.js';
+export { AmqpConnection, createAmqpConnection, resolveAmqpConnection } from './amqp-connection.js';
 export type { AmqpConnectionOptions, AmqpConnectionEvents, AmqpChannelModel } from './amqp-connection.js';
 export { AmqpSubscription } from './amqp-subscription.js';
 export type { AmqpSubscriptionOptions, SubscribableChannel } from './amqp-subscription.js';

@@ -5,7 +5,7 @@ import {
   DEFAULT_SCHEMA,
   WIRE_HEADERS,
   crashPoint,
-  createAmqpConnection,
+  resolveAmqpConnection,
   describeError,
   isUuid,
   silentLogger,
@@ -103,13 +103,10 @@ export class DeadLetterSink {
     this.#store = createDeadLetterStore({ db: options.db, schema: options.schema ?? DEFAULT_SCHEMA });
     this.#topology = resolveDeadLetterTopology(options.topology);
     this.#logger = options.logger ?? silentLogger;
-    if (typeof options.amqp === 'string') {
-      this.#connection = createAmqpConnection({ url: options.amqp, name: 'mailroom-dead-letter-sink', logger: this.#logger });
-      this.#ownsConnection = true;
-    } else {
-      this.#connection = options.amqp;
-      this.#ownsConnection = false;
-    }
+    ({ connection: this.#connection, owned: this.#ownsConnection } = resolveAmqpConnection(options.amqp, {
+      name: 'mailroom-dead-letter-sink',
+      logger: this.#logger,
+    }));
     this.#subscription = new AmqpSubscription<Channel>({
       connection: this.#connection,
       label: 'dead-letter sink',

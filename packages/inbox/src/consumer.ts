@@ -11,7 +11,7 @@ import {
   SpanKind,
   WIRE_HEADERS,
   crashPoint,
-  createAmqpConnection,
+  resolveAmqpConnection,
   describeError,
   extractTraceContext,
   isKysely,
@@ -332,13 +332,10 @@ export class Consumer<TTx = Queryable> extends EventEmitter<ConsumerEvents> {
     this.#stopTimeoutMs = options.stopTimeoutMs ?? 10_000;
     this.#logger = options.logger ?? silentLogger;
     this.#metrics = consumerMetrics(options.metrics);
-    if (typeof options.amqp === 'string') {
-      this.#connection = createAmqpConnection({ url: options.amqp, name: `mailroom-consumer-${this.name}`, logger: this.#logger });
-      this.#ownsConnection = true;
-    } else {
-      this.#connection = options.amqp;
-      this.#ownsConnection = false;
-    }
+    ({ connection: this.#connection, owned: this.#ownsConnection } = resolveAmqpConnection(options.amqp, {
+      name: `mailroom-consumer-${this.name}`,
+      logger: this.#logger,
+    }));
     this.#subscription = new AmqpSubscription<ConfirmChannel>({
       connection: this.#connection,
       label: `consumer ${this.name}`,

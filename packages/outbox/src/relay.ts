@@ -5,7 +5,7 @@ import {
   LATENCY_BUCKETS,
   MailroomError,
   MetricsRegistry,
-  createAmqpConnection,
+  resolveAmqpConnection,
   crashPoint,
   describeError,
   failureFingerprint,
@@ -123,13 +123,7 @@ class OutboxRelay extends EventEmitter<RelayEvents> implements Relay {
       this.#pool = options.database;
       this.#ownsPool = false;
     }
-    if (typeof options.amqp === 'string') {
-      this.#amqp = createAmqpConnection({ url: options.amqp, name: options.name, logger: this.#log });
-      this.#ownsAmqp = true;
-    } else {
-      this.#amqp = options.amqp;
-      this.#ownsAmqp = false;
-    }
+    ({ connection: this.#amqp, owned: this.#ownsAmqp } = resolveAmqpConnection(options.amqp, { name: options.name, logger: this.#log }));
     this.metrics = options.metrics ?? new MetricsRegistry();
     this.#m = {
       published: this.metrics.counter('mailroom_relay_published_total', 'Outbox rows published and confirmed by the broker.'),
