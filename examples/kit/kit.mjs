@@ -119,11 +119,13 @@ export function serviceLogger(service) {
 }
 
 /**
- * Serves JSON routes: `[method, /regex/, async ({ params, body, query }) => result]`. A result is
- * sent as 200 JSON (or `{ status, body }`); an HttpError as its status. Prints
+ * Serves JSON routes: `[method, /regex/, async ({ params, body, query }) => result]`, plus
+ * `GET /healthz` for every service. A result is sent as 200 JSON (or `{ status, body }`); an
+ * HttpError as its status. Prints
  * `{"event":"listening","service":…,"port":…}` on stdout once listening (PORT, default a free port).
  */
-export async function startHttp(service, routes, log) {
+export async function startHttp(service, serviceRoutes, log) {
+  const routes = [...serviceRoutes, ['GET', /^\/healthz$/, async () => ({ ok: true })]];
   const server = createServer((req, res) => {
     void (async () => {
       const url = new URL(req.url ?? '/', 'http://localhost');
@@ -168,6 +170,17 @@ export async function startHttp(service, routes, log) {
         server.closeAllConnections();
       }),
   };
+}
+
+/**
+ * Stops the parts of a service in the order that loses nothing: HTTP first (no new work), then
+ * the consumer (finishes its handlers), the relay (commits its batch), and the pool last.
+ */
+export async function stopService({ http, consumer, relay, pool }) {
+  await http?.close();
+  await consumer?.stop();
+  await relay?.stop();
+  await pool?.end();
 }
 
 /**

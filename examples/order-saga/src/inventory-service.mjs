@@ -6,7 +6,7 @@
 import { fileURLToPath } from 'node:url';
 import { createRelay, enqueue } from '@mailroom/outbox';
 import { createConsumer, handler } from '@mailroom/inbox';
-import { HttpError, consumerTopology, migrateService, openPool, requireEnv, runService, startHttp } from '@mailroom/example-kit';
+import { HttpError, consumerTopology, migrateService, openPool, requireEnv, runService, startHttp, stopService } from '@mailroom/example-kit';
 import { sagaContracts } from './contracts.mjs';
 
 const prefix = process.env.EXAMPLE_PREFIX ?? 'mailroom-example';
@@ -87,16 +87,10 @@ runService('inventory', async (log) => {
         },
       ],
       ['GET', /^\/stats$/, async () => ({ consumer: consumer.stats, relay: relay.counters() })],
-      ['GET', /^\/healthz$/, async () => ({ ok: true })],
     ],
     log,
   );
   return {
-    async stop() {
-      await http.close();
-      await consumer.stop();
-      await relay.stop();
-      await pool.end();
-    },
+    stop: () => stopService({ http, consumer, relay, pool }),
   };
 });

@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { createRelay, enqueue } from '@mailroom/outbox';
 import { createConsumer, handler } from '@mailroom/inbox';
-import { HttpError, consumerTopology, migrateService, openPool, requireEnv, runService, startHttp } from '@mailroom/example-kit';
+import { HttpError, consumerTopology, migrateService, openPool, requireEnv, runService, startHttp, stopService } from '@mailroom/example-kit';
 import { sagaContracts } from './contracts.mjs';
 
 const prefix = process.env.EXAMPLE_PREFIX ?? 'mailroom-example';
@@ -93,16 +93,10 @@ runService('orders', async (log) => {
         },
       ],
       ['GET', /^\/stats$/, async () => ({ consumer: consumer.stats, relay: relay.counters() })],
-      ['GET', /^\/healthz$/, async () => ({ ok: true })],
     ],
     log,
   );
   return {
-    async stop() {
-      await http.close();
-      await consumer.stop();
-      await relay.stop();
-      await pool.end();
-    },
+    stop: () => stopService({ http, consumer, relay, pool }),
   };
 });

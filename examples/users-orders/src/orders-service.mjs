@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { isUuid } from '@mailroom/core';
 import { createRelay } from '@mailroom/outbox';
 import { createConsumer, handler } from '@mailroom/inbox';
-import { HttpError, consumerTopology, migrateService, openPool, requireEnv, runService, startHttp } from '@mailroom/example-kit';
+import { HttpError, consumerTopology, migrateService, openPool, requireEnv, runService, startHttp, stopService } from '@mailroom/example-kit';
 import { tolerantUserCreated, userContracts } from './contracts.mjs';
 
 const prefix = process.env.EXAMPLE_PREFIX ?? 'mailroom-example';
@@ -117,17 +117,11 @@ runService('orders', async (log) => {
         },
       ],
       ['GET', /^\/stats$/, async () => ({ release, consumer: consumer.stats, relay: relay.counters() })],
-      ['GET', /^\/healthz$/, async () => ({ ok: true })],
     ],
     log,
   );
 
   return {
-    async stop() {
-      await http.close();
-      await consumer.stop();
-      await relay.stop();
-      await pool.end();
-    },
+    stop: () => stopService({ http, consumer, relay, pool }),
   };
 });

@@ -12,7 +12,7 @@
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { enqueue } from '@mailroom/outbox';
-import { HttpError, migrateService, openPool, requireEnv, runService, startHttp } from '@mailroom/example-kit';
+import { HttpError, migrateService, openPool, requireEnv, runService, startHttp, stopService } from '@mailroom/example-kit';
 import { userContracts } from './contracts.mjs';
 
 const prefix = process.env.EXAMPLE_PREFIX ?? 'mailroom-example';
@@ -92,15 +92,11 @@ runService('users', async (log) => {
           return toUser(rows[0]);
         },
       ],
-      ['GET', /^\/healthz$/, async () => ({ ok: true })],
     ],
     log,
   );
 
   return {
-    async stop() {
-      await http.close();
-      await pool.end();
-    },
+    stop: () => stopService({ http, pool }),
   };
 });
