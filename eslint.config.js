@@ -1,7 +1,40 @@
 import tseslint from 'typescript-eslint';
 
+// The fan (DESIGN.md, "Packages"): which workspace packages each package may import, always
+// through a public entry (or core's `internal` subpath, which only mailroom's packages use).
+const FAN = {
+  core: [],
+  outbox: ['@mailroom/core'],
+  inbox: ['@mailroom/core'],
+  dlq: ['@mailroom/core', '@mailroom/outbox'],
+  chaos: ['@mailroom/core', '@mailroom/outbox', '@mailroom/inbox', '@mailroom/dlq'],
+  cli: ['@mailroom/core', '@mailroom/outbox', '@mailroom/inbox', '@mailroom/dlq', '@mailroom/chaos'],
+};
+const PACKAGES = ['@mailroom/core', '@mailroom/outbox', '@mailroom/inbox', '@mailroom/dlq', '@mailroom/chaos', 'mailroom'];
+
+const deepImports = {
+  // Any path below a package but core's internal subpath is a deep import.
+  regex: '^@mailroom/(?!core/internal$)[^/]+/.+',
+  message: 'Import a package through its public entry (or @mailroom/core/internal).',
+};
+
+function fanRule(pkg) {
+  const allowed = FAN[pkg];
+  const forbidden = PACKAGES.filter((name) => !allowed.includes(name) && name !== `@mailroom/${pkg}`);
+  return [
+    'error',
+    {
+      paths: forbidden.map((name) => ({ name, message: `@mailroom/${pkg} stands on ${allowed.join(', ') || 'nothing'} only (the fan in DESIGN.md).` })),
+      patterns: [
+        deepImports,
+        ...(allowed.includes('@mailroom/core') ? [] : [{ regex: '^@mailroom/core/internal$', message: `@mailroom/${pkg} may not import core.` }]),
+      ],
+    },
+  ];
+}
+
 export default tseslint.config(
-  { ignores: ['**/dist/**', '**/node_modules/**', '**/*.generated.ts', 'bench/results/**'] },
+  { ignores: ['**/dist/**', '**/node_modules/**', '**/*.generated.ts', 'bench/results/**', '.ci/**'] },
   {
     files: ['**/*.ts'],
     extends: [tseslint.configs.recommendedTypeChecked],
@@ -15,10 +48,18 @@ export default tseslint.config(
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
       '@typescript-eslint/no-explicit-any': 'error',
       '@typescript-eslint/require-await': 'off',
-      'no-restricted-imports': [
-        'error',
-        { patterns: [{ group: ['@mailroom/*/src/*', '@mailroom/*/dist/*'], message: 'Import a package through its public entry.' }] },
-      ],
+      'no-restricted-imports': ['error', { patterns: [deepImports] }],
+    },
+  },
+  ...Object.keys(FAN).map((pkg) => ({
+    files: [`packages/${pkg}/src/**/*.ts`],
+    rules: { 'no-restricted-imports': fanRule(pkg) },
+  })),
+  {
+    // Examples show what a user writes: public entries only, never core's internals.
+    files: ['examples/**/*.ts', 'examples/**/*.mjs'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [deepImports, { regex: '^@mailroom/core/internal$', message: 'Examples use public entries only.' }] }],
     },
   },
 );

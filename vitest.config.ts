@@ -1,18 +1,20 @@
 import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
-const src = (pkg: string): string => fileURLToPath(new URL(`./packages/${pkg}/src/index.ts`, import.meta.url));
+const src = (pkg: string, entry = 'index'): string => fileURLToPath(new URL(`./packages/${pkg}/src/${entry}.ts`, import.meta.url));
+const exact = (name: string): RegExp => new RegExp(`^${name.replace(/[/]/g, '\\/')}$`);
 
 export default defineConfig({
   resolve: {
     // Tests run against the TypeScript sources of the workspace packages, not their builds.
-    alias: {
-      '@mailroom/core': src('core'),
-      '@mailroom/outbox': src('outbox'),
-      '@mailroom/inbox': src('inbox'),
-      '@mailroom/dlq': src('dlq'),
-      '@mailroom/chaos': src('chaos'),
-    },
+    alias: [
+      { find: exact('@mailroom/core'), replacement: src('core') },
+      { find: exact('@mailroom/core/internal'), replacement: src('core', 'internal') },
+      { find: exact('@mailroom/outbox'), replacement: src('outbox') },
+      { find: exact('@mailroom/inbox'), replacement: src('inbox') },
+      { find: exact('@mailroom/dlq'), replacement: src('dlq') },
+      { find: exact('@mailroom/chaos'), replacement: src('chaos') },
+    ],
   },
   test: {
     include: ['packages/*/test/**/*.test.ts', 'examples/*/test/**/*.test.ts'],

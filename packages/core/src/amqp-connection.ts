@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as amqp from 'amqplib';
+import { backoffDelay } from './backoff.js';
 import { describeError, MailroomError } from './errors.js';
 import { silentLogger, type Logger } from './logger.js';
 import { redactUrl } from './redact.js';
@@ -34,9 +35,23 @@ export interface AmqpConnectionEvents {
 
 /**
  * A RabbitMQ connection that recovers: after a loss it reconnects with capped exponential
- * backoff and emits `connected` again, so channels and consumers can be set up anew.
+ * backoff and emits `connected` again, so channels and consumers can be set up anew. Made by
+ * {@link createAmqpConnection}; several components can share one.
  */
-export class AmqpConnection extends EventEmitter<AmqpConnectionEvents> {
+export interface AmqpConnection extends EventEmitter<AmqpConnectionEvents> {
+  /** True while a connection is open. */
+  readonly connected: boolean;
+  /** The URL with its password hidden. */
+  readonly displayUrl: string;
+  /** Resolves with a live connection, connecting (with retries) when there is none. Rejects once closed. */
+  get(): Promise<AmqpChannelModel>;
+  /** One connection attempt without retries (for a start-up check). */
+  connectOnce(): Promise<AmqpChannelModel>;
+  /** Closes the connection and stops reconnecting. Always resolves. */
+  close(): Promise<void>;
+}
+
+class RecoveringAmqpConnection extends EventEmitter<AmqpConnectionEvents> implements AmqpConnection {
   readonly #options: Required<Omit<AmqpConnectionOptions, 'logger'>> & { logger: Logger };
   #current: AmqpChannelModel | undefined;
   #connecting: Promise<AmqpChannelModel> | undefined;
@@ -93,8 +108,9 @@ export class AmqpConnection extends EventEmitter<AmqpConnectionEvents> {
   }
 
   async #connectWithRetry(): Promise<AmqpChannelModel> {
-    let delay = this.#options.reconnectDelayMs;
-    for (;;) {
+    const policy = { initialMs: this.#options.reconnectDelayMs, maxMs: this.#options.maxReconnectDelayMs };
+    for (let attempt = 1; ; attempt++) {
+      const delay = backoffDelay(policy, attempt);
       try {
         return await this.#open();
       } catch (error) {
@@ -104,7 +120,6 @@ export class AmqpConnection extends EventEmitter<AmqpConnectionEvents> {
         });
         await sleep(delay, undefined, { signal: this.#abort.signal }).catch(() => undefined);
         if (this.#closed) throw new MailroomError('STOPPED', 'The AMQP connection is closed.');
-        delay = Math.min(delay * 2, this.#options.maxReconnectDelayMs);
       }
     }
   }
@@ -148,7 +163,7 @@ export class AmqpConnection extends EventEmitter<AmqpConnectionEvents> {
 
 /** Creates a recovering RabbitMQ connection. Nothing connects until `get()` is called. */
 export function createAmqpConnection(options: AmqpConnectionOptions): AmqpConnection {
-  return new AmqpConnection(options);
+  return new RecoveringAmqpConnection(options);
 }
 
 /**

@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { AmqpChannelModel, AmqpConnection } from './amqp-connection.js';
+import { backoffDelay } from './backoff.js';
 import { describeError } from './errors.js';
 import { silentLogger, type Logger } from './logger.js';
 
@@ -82,8 +83,8 @@ export class AmqpSubscription<C extends SubscribableChannel> {
   }
 
   async #subscribe(first: boolean): Promise<void> {
-    let delay = 100;
-    while (!this.#halted) {
+    for (let attempt = 1; !this.#halted; attempt++) {
+      const delay = backoffDelay({ initialMs: 100, maxMs: 5000 }, attempt);
       let channel: C | undefined;
       try {
         const connection = await this.#o.connection.get();
@@ -114,7 +115,6 @@ export class AmqpSubscription<C extends SubscribableChannel> {
         this.#log.warn(`${this.#o.label}: cannot subscribe, retrying in ${delay} ms`, { error: describeError(error) });
         await channel?.close().catch(() => undefined);
         await sleep(delay);
-        delay = Math.min(delay * 2, 5000);
       }
     }
   }

@@ -1,6 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import type { z } from 'zod';
+import { isReservedHeader, RESERVED_HEADER_PREFIX } from './envelope-codec.js';
 import { MailroomError } from './errors.js';
+import { isUuid } from './uuid.js';
+
+export { isUuid };
 
 /** The exchange messages go to when a contract names none: a durable topic exchange. */
 export const DEFAULT_EXCHANGE = 'mailroom';
@@ -35,7 +39,7 @@ export interface CreateMessageOptions {
   key?: string | null;
   /** A message id to use instead of a fresh UUID (for a replay or an id derived upstream). */
   messageId?: string;
-  /** Extra string headers. Names starting with `x-mailroom-` are reserved. */
+  /** Extra string headers. Names starting with the reserved prefix (`RESERVED_HEADER_PREFIX`) are refused. */
   headers?: Record<string, string>;
   /** Overrides the contract's routing key for this message. */
   routingKey?: string;
@@ -82,12 +86,6 @@ export function contractOf(message: object): MessageContract | undefined {
 export type PayloadOf<C> = C extends MessageContract<string, infer S> ? z.output<S> : never;
 
 const TYPE_NAME = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$/;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-/** True when `value` is a UUID in canonical text form. */
-export function isUuid(value: unknown): value is string {
-  return typeof value === 'string' && UUID.test(value);
-}
 
 /**
  * Defines a message contract: a type name and a zod schema for its payload.
@@ -133,8 +131,8 @@ export function defineMessage<const TType extends string, TSchema extends z.ZodT
       }
       const headers = createOptions.headers ?? {};
       for (const name of Object.keys(headers)) {
-        if (name.toLowerCase().startsWith('x-mailroom-')) {
-          throw new MailroomError('INVALID_MESSAGE', `Header "${name}" is reserved: names starting with x-mailroom- belong to mailroom.`);
+        if (isReservedHeader(name)) {
+          throw new MailroomError('INVALID_MESSAGE', `Header "${name}" is reserved: names starting with ${RESERVED_HEADER_PREFIX} belong to mailroom.`);
         }
       }
       const message: OutgoingMessage<z.output<TSchema>> = {

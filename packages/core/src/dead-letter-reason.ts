@@ -1,0 +1,40 @@
+/**
+ * Why a message became a dead letter: the one vocabulary the relay, the consumers, the sink and
+ * the store share (kebab-case, stored in `dead_letters.reason` and shown by `mailroom dlq`).
+ * Code names a reason through this object, never by spelling the string.
+ */
+export const DEAD_LETTER_REASON = {
+  /** The payload failed the contract's schema. */
+  invalidPayload: 'invalid-payload',
+  /** The body is not UTF-8 JSON. */
+  notJson: 'not-json',
+  /** No handler for the message type. */
+  unknownType: 'unknown-type',
+  /** The body is larger than the limit of the consumer (`maxBodyBytes`) or the relay (`maxMessageBytes`). */
+  oversized: 'oversized',
+  /** No `messageId` property: the inbox cannot dedupe it. */
+  missingMessageId: 'missing-message-id',
+  /** A `messageId` that is not a UUID. */
+  invalidMessageId: 'invalid-message-id',
+  /** The handler threw a `NonRetryableError`. */
+  nonRetryable: 'non-retryable',
+  /** The handler failed on every attempt the retry policy allows. */
+  maxAttempts: 'max-attempts',
+  /** The broker returned the relay's publish as unroutable on every attempt allowed. */
+  unroutable: 'unroutable',
+  /** The relay could not publish the row at all (the broker or the client refused it). */
+  unpublishable: 'unpublishable',
+} as const;
+
+/** Why a message became a dead letter: a value of {@link DEAD_LETTER_REASON}. */
+export type DeadLetterReason = (typeof DEAD_LETTER_REASON)[keyof typeof DEAD_LETTER_REASON];
+
+/** Every dead-letter reason, in the order of {@link DEAD_LETTER_REASON}. */
+export const DEAD_LETTER_REASONS: readonly DeadLetterReason[] = Object.values(DEAD_LETTER_REASON);
+
+const KNOWN = new Set<string>(DEAD_LETTER_REASONS);
+
+/** True when `value` is one of mailroom's dead-letter reasons. */
+export function isDeadLetterReason(value: unknown): value is DeadLetterReason {
+  return typeof value === 'string' && KNOWN.has(value);
+}
