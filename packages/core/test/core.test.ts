@@ -2,18 +2,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { z } from 'zod';
 import { Kysely, PostgresDialect } from 'kysely';
-import {
-  MailroomError,
-  defineMessage,
-  migrate,
-  migrationScript,
-  parseConfig,
-  redactSecrets,
-  validateIdentifier,
-  inTransaction,
-  toExecutor,
-  createAmqpConnection,
-} from '@mailroom/core';
+import { MailroomError, defineMessage, migrate, migrationScript, redactSecrets, createAmqpConnection } from '@mailroom/core';
+import { parseConfig, validateIdentifier, inTransaction, toExecutor } from '@mailroom/core/internal';
 import { randomName, testUrls } from '../../../test/helpers.js';
 
 describe('identifiers and secrets', () => {
@@ -93,7 +83,7 @@ describe('migrations', () => {
   it('dry run lists pending SQL without applying it', async () => {
     const schema = randomName('mr');
     const result = await migrate(pool, { schema, dryRun: true });
-    expect(result.applied.map((m) => m.id)).toEqual([1, 2, 3]);
+    expect(result.applied.map((m) => m.id)).toEqual([1, 2, 3, 4]);
     expect(result.applied[0]?.sql).toContain(`CREATE TABLE "${schema}".outbox`);
     const present = await pool.query(`SELECT 1 FROM information_schema.schemata WHERE schema_name = $1`, [schema]);
     expect(present.rowCount).toBe(0);
@@ -105,7 +95,7 @@ describe('migrations', () => {
     const db = new Kysely<Record<string, never>>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: databaseUrl, max: 2 }) }) });
     try {
       const result = await migrate(db, { schema });
-      expect(result.applied).toHaveLength(3);
+      expect(result.applied).toHaveLength(4);
       const count = await inTransaction(db, async (tx) => (await tx.query<{ n: string }>(`SELECT count(*) AS n FROM "${schema}".outbox`)).rows[0]?.n);
       expect(count).toBe('0');
       const rows = await toExecutor(db).query<{ one: number }>('SELECT $1::int AS one', [1]);

@@ -1,0 +1,125 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEAD_LETTER_REASON, MetricsRegistry } from '@mailroom/core';
+import {
+  decodeDeadLetter,
+  decodeDelivery,
+  deliveryKey,
+  encodeDeadLetterCopy,
+  encodeOutboxHeaders,
+  encodeRetryCopy,
+  replayHeaders,
+  toExecutor,
+  writeDeadLetters,
+  type DeadLetterRecord,
+  type WireMessage,
+} from '@mailroom/core/internal';
+import { createTestDatabase, type TestDatabase } from '../../../test/helpers.js';
+
+const ID = '0b6f2a52-5a57-4a3e-9d5f-1a2b3c4d5e6f';
+
+function delivery(headers: Record<string, unknown>, fields: Partial<WireMessage['fields']> = {}, messageId: unknown = ID): WireMessage {
+  return {
+    content: Buffer.from('{"n":1}'),
+    fields: { exchange: 'orders', routingKey: 'order.placed', redelivered: false, ...fields },
+    properties: { messageId, type: 'order.placed', headers },
+  };
+}
+
+describe('envelope codec', () => {
+  it('reads back what the relay writes: key, occurred-at and the producer headers', () => {
+    const occurredAtMs = Date.parse('2026-11-30T10:00:00.000Z');
+    const headers = encodeOutboxHeaders({ traceparent: 't' }, { key: 'o-1', occurredAtMs });
+    const message = delivery(headers);
+    const decoded = decodeDelivery(message, 'billing');
+    expect(decoded).toMatchObject({ messageId: ID, type: 'order.placed', key: 'o-1', attempt: 1, fromRetry: false });
+    expect(decoded.occurredAt.toISOString()).toBe('2026-11-30T10:00:00.000Z');
+    expect(decoded.origin).toEqual({ exchange: 'orders', routingKey: 'order.placed' });
+    expect(decoded.headers.traceparent).toBe('t');
+    expect(deliveryKey(message)).toBe('o-1');
+  });
+
+  it('counts attempts and keeps the origin only on copies back from the own delay queue', () => {
+    const first = delivery(encodeOutboxHeaders({}, { key: null, occurredAtMs: Date.now() }));
+    const retry = encodeRetryCopy(first, decodeDelivery(first, 'billing'));
+    const back = decodeDelivery(delivery(retry.headers, { exchange: '', routingKey: 'billing' }), 'billing');
+    expect(back).toMatchObject({ attempt: 2, fromRetry: true, origin: { exchange: 'orders', routingKey: 'order.placed' } });
+    // The same headers through any other route are a sender's: no attempt count, no origin taken.
+    const forged = decodeDelivery(delivery(retry.headers, { exchange: 'orders', routingKey: 'order.placed' }), 'billing');
+    expect(forged).toMatchObject({ attempt: 1, fromRetry: false, origin: { exchange: 'orders', routingKey: 'order.placed' } });
+    expect(retry.headers).not.toHaveProperty('x-death');
+  });
+
+  it('writes a dead-letter copy the sink reads back, deriving a stable id for a message without one', () => {
+    const message = delivery({ 'x-death': [{}], custom: 'c' }, {}, 'not-a-uuid');
+    const verdict = { reason: DEAD_LETTER_REASON.invalidMessageId, error: 'bad id', source: 'billing' };
+    const copy = encodeDeadLetterCopy(message, decodeDelivery(message, 'billing'), verdict);
+    expect(copy.messageId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(encodeDeadLetterCopy(message, decodeDelivery(message, 'billing'), verdict).messageId).toBe(copy.messageId);
+    const stored = decodeDeadLetter({ content: message.content, fields: { exchange: 'mailroom.dead-letters', routingKey: 'billing' }, properties: copy });
+    expect(stored).toMatchObject({
+      messageId: copy.messageId,
+      source: 'billing',
+      reason: 'invalid-message-id',
+      error: 'bad id',
+      attempts: 1,
+      exchange: 'orders',
+      routingKey: 'order.placed',
+    });
+    expect(Object.keys(stored.headers).sort()).toEqual(['custom', 'x-mailroom-attempts']);
+    expect(replayHeaders(stored.headers)).toEqual({ custom: 'c' });
+  });
+});
+
+describe('the dead_letters writer', () => {
+  let db: TestDatabase;
+  beforeAll(async () => {
+    db = await createTestDatabase();
+  });
+  afterAll(async () => {
+    await db.close();
+  });
+
+  const record = (over: Partial<DeadLetterRecord> = {}): DeadLetterRecord => ({
+    messageId: ID,
+    source: 'relay',
+    reason: DEAD_LETTER_REASON.unroutable,
+    error: 'unroutable: 312 NO_ROUTE',
+    attempts: 3,
+    failedAt: new Date(),
+    type: 'order.placed',
+    exchange: 'orders',
+    routingKey: 'order.placed',
+    key: null,
+    headersJson: '{}',
+    payloadJson: '{"n":1}',
+    body: null,
+    ...over,
+  });
+
+  it('upserts by (source, message id), keeps the first failure and makes a replayed letter pending again', async () => {
+    const executor = toExecutor(db.pool);
+    await writeDeadLetters(executor, db.schema, [record(), record({ source: 'billing', payloadJson: null, body: Buffer.from([0, 1, 2]) })]);
+    await db.pool.query(`UPDATE "${db.schema}".dead_letters SET replayed_at = now()`);
+    await writeDeadLetters(executor, db.schema, [record({ attempts: 1, error: 'again', failedAt: new Date(Date.now() + 1000) })]);
+    const rows = await db.pool.query(`SELECT source, attempts, error, replayed_at, body, payload FROM "${db.schema}".dead_letters ORDER BY source`);
+    expect(rows.rows).toMatchObject([
+      { source: 'billing', attempts: 3, body: Buffer.from([0, 1, 2]), payload: null },
+      { source: 'relay', attempts: 3, error: 'again', replayed_at: null, payload: { n: 1 } },
+    ]);
+    expect(rows.rows[0].replayed_at).not.toBeNull();
+  });
+});
+
+describe('metrics registry', () => {
+  it('renders prom-client text, shares a metric declared twice and skips a failing gauge', async () => {
+    const registry = new MetricsRegistry();
+    registry.counter('mailroom_test_total', 'A test counter.', ['kind']).inc({ kind: 'a' });
+    registry.counter('mailroom_test_total', 'A test counter.', ['kind']).inc({ kind: 'a' }, 2);
+    registry.gauge('mailroom_test_gauge', 'A gauge that fails.', async () => {
+      throw new Error('database down');
+    });
+    const text = await registry.render();
+    expect(text).toContain('mailroom_test_total{kind="a"} 3');
+    expect(text).toContain('# TYPE mailroom_test_gauge gauge');
+  });
+});
