@@ -1,5 +1,7 @@
-// Matches the userinfo of any URL-looking string: scheme://user:password@host
-const URL_CREDENTIALS = /([a-z][a-z0-9+.-]*:\/\/)([^:@/\s]*):([^@/\s]*)@/gi;
+// Matches the userinfo of any URL-looking string: scheme://user:password@host. The password runs
+// to the LAST `@` of the authority: pg and amqplib both accept an unencoded `@` in a password, and
+// stopping at the first one would print the rest of it.
+const URL_CREDENTIALS = /([a-z][a-z0-9+.-]*:\/\/)([^:@/\s]*):([^/\s]*)@/gi;
 // Matches key=value passwords as libpq connection strings write them.
 const KV_PASSWORD = /(password\s*=\s*)('[^']*'|\S+)/gi;
 

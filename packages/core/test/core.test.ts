@@ -17,6 +17,10 @@ describe('identifiers and secrets', () => {
   it('redacts URL passwords and libpq passwords', () => {
     expect(redactSecrets('postgres://app:s3cret@db:5432/x failed')).toBe('postgres://app:***@db:5432/x failed');
     expect(redactSecrets('amqp://guest:hunter2@mq')).toBe('amqp://guest:***@mq');
+    // An unencoded @ in the password (pg and amqplib accept it) must not leave its tail behind.
+    expect(redactSecrets('connection to amqp://guest:p@ss@w0rd@mq:5672/v lost; postgres://a:b@c/d')).toBe(
+      'connection to amqp://guest:***@mq:5672/v lost; postgres://a:***@c/d',
+    );
     expect(redactSecrets("host=db password='p w' user=x")).toBe('host=db password=*** user=x');
     const error = new MailroomError('UNREACHABLE', 'cannot reach amqp://u:topsecret@h', { cause: new Error('at postgres://a:b@c') });
     expect(error.message).not.toContain('topsecret');
