@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { publishIdOf, withPublishId, type WireProperties } from './envelope-codec.js';
+import { publishIdOf, withPublishId } from './envelope/header-values.js';
+import type { WireProperties } from './envelope/wire-types.js';
 import { describeError } from './errors.js';
 
 /** What happened to one publish. */

@@ -24,6 +24,8 @@ export const DEAD_LETTER_REASON = {
   unroutable: 'unroutable',
   /** The relay could not publish the row at all (the broker or the client refused it). */
   unpublishable: 'unpublishable',
+  /** On the dead-letter queue without a valid mailroom seal: not written by a mailroom consumer (kept, never replayed). */
+  unsealed: 'unsealed',
 } as const;
 
 /** Why a message became a dead letter: a value of {@link DEAD_LETTER_REASON}. */

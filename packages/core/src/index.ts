@@ -5,7 +5,7 @@ export { redactSecrets, redactUrl } from './redact.js';
 export type { MailroomErrorCode, MailroomErrorOptions } from './errors.js';
 export { defineMessage, isUuid, DEFAULT_EXCHANGE } from './message.js';
 export type { Envelope, OutgoingMessage, MessageContract, CreateMessageOptions, DefineMessageOptions, PayloadOf } from './message.js';
-export { CONTENT_TYPE } from './envelope-codec.js';
+export { CONTENT_TYPE } from './envelope/header-names.js';
 export { DEAD_LETTER_REASON, DEAD_LETTER_REASONS, isDeadLetterReason } from './dead-letter-reason.js';
 export type { DeadLetterReason } from './dead-letter-reason.js';
 export { DEFAULT_DEAD_LETTERS } from './dead-letter-topology.js';

@@ -3,21 +3,14 @@
 export { validateIdentifier, quoteIdentifier } from './identifiers.js';
 export { parseConfig } from './config.js';
 export { contractOf, CONTRACT_OF } from './message.js';
-export {
-  RESERVED_HEADER_PREFIX,
-  headerText,
-  isReservedHeader,
-  encodeOutboxHeaders,
-  envelopeHeaders,
-  deliveryKey,
-  decodeDelivery,
-  encodeRetryCopy,
-  encodeDeadLetterCopy,
-  decodeDeadLetter,
-  replayHeaders,
-  occurredAtOf,
-} from './envelope-codec.js';
-export type { WireMessage, WireProperties, CopyProperties, Origin, DecodedDelivery, DecodedDeadLetter, DeadLetterVerdict } from './envelope-codec.js';
+export { RESERVED_HEADER_PREFIX } from './envelope/header-names.js';
+export { headerText, isReservedHeader, encodeOutboxHeaders, envelopeHeaders, deliveryKey, replayHeaders, occurredAtOf } from './envelope/header-values.js';
+export { decodeDelivery } from './envelope/delivery-codec.js';
+export { encodeRetryCopy, encodeDeadLetterCopy } from './envelope/copy-codec.js';
+export { decodeDeadLetter, UNSEALED_SOURCE } from './envelope/dead-letter-codec.js';
+export { createEnvelopeSeal, loadEnvelopeSeal } from './envelope/envelope-seal.js';
+export type { EnvelopeSeal } from './envelope/envelope-seal.js';
+export type { WireMessage, WireProperties, CopyProperties, Origin, DecodedDelivery, DecodedDeadLetter, DeadLetterVerdict } from './envelope/wire-types.js';
 export { deriveMessageId } from './derived-message-id.js';
 export { publishConfirmed } from './confirmed-publish.js';
 export type { PublishOutcome, ConfirmChannelLike, ReturnedMessage, PublishConfirmedOptions } from './confirmed-publish.js';

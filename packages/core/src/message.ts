@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { z } from 'zod';
-import { isReservedHeader, RESERVED_HEADER_PREFIX } from './envelope-codec.js';
+import { RESERVED_HEADER_PREFIX } from './envelope/header-names.js';
+import { isReservedHeader } from './envelope/header-values.js';
 import { MailroomError } from './errors.js';
 import { isUuid } from './uuid.js';
 

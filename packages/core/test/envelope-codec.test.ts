@@ -7,6 +7,8 @@ import {
   encodeDeadLetterCopy,
   encodeOutboxHeaders,
   encodeRetryCopy,
+  loadEnvelopeSeal,
+  createEnvelopeSeal,
   replayHeaders,
   toExecutor,
   writeDeadLetters,
@@ -70,6 +72,40 @@ describe('envelope codec', () => {
   });
 });
 
+describe('the envelope seal', () => {
+  const seal = createEnvelopeSeal(Buffer.alloc(32, 7));
+  const first = delivery(encodeOutboxHeaders({}, { key: null, occurredAtMs: Date.now() }));
+
+  it('trusts a retry copy it sealed for this queue, and nothing else that takes the delay-queue route', () => {
+    const copy = encodeRetryCopy(first, decodeDelivery(first, 'billing', seal), { seal, queue: 'billing' });
+    const route = { exchange: '', routingKey: 'billing' };
+    expect(decodeDelivery(delivery(copy.headers, route), 'billing', seal)).toMatchObject({ attempt: 2, fromRetry: true, forged: false });
+    // A sender forges attempts, origin or the body; or replays a copy sealed for another queue.
+    const tampered = [
+      { ...copy.headers, 'x-mailroom-attempts': '99' },
+      { ...copy.headers, 'x-mailroom-original-exchange': 'payments' },
+    ];
+    for (const headers of tampered) {
+      expect(decodeDelivery(delivery(headers, route), 'billing', seal)).toMatchObject({ attempt: 1, fromRetry: false, forged: true, origin: { exchange: '' } });
+    }
+    const otherBody = { ...delivery(copy.headers, route), content: Buffer.from('{"n":2}') };
+    expect(decodeDelivery(otherBody, 'billing', seal)).toMatchObject({ fromRetry: false, forged: true });
+    const otherQueue = encodeRetryCopy(first, decodeDelivery(first, 'shipping', seal), { seal, queue: 'shipping' });
+    expect(decodeDelivery(delivery(otherQueue.headers, route), 'billing', seal)).toMatchObject({ fromRetry: false, forged: true });
+    expect(decodeDelivery(delivery({ 'x-mailroom-attempts': 99 }, route), 'billing', seal)).toMatchObject({ attempt: 1, forged: true });
+  });
+
+  it('stores an unsealed dead letter as unsealed, with no destination a replay could use', () => {
+    const verdict = { reason: DEAD_LETTER_REASON.maxAttempts, error: 'x', source: 'billing' };
+    const genuine = encodeDeadLetterCopy(first, decodeDelivery(first, 'billing', seal), verdict, seal);
+    const onQueue = (properties: WireMessage['properties'], content = first.content): WireMessage => ({ content, fields: { exchange: 'dl', routingKey: 'billing' }, properties });
+    expect(decodeDeadLetter(onQueue(genuine), seal)).toMatchObject({ sealed: true, source: 'billing', exchange: 'orders' });
+    const forged = { ...genuine, headers: { ...genuine.headers, 'x-mailroom-original-exchange': 'payments' } };
+    expect(decodeDeadLetter(onQueue(forged), seal)).toMatchObject({ sealed: false, source: 'unsealed', reason: 'unsealed', exchange: null, routingKey: null });
+    expect(decodeDeadLetter(onQueue(genuine, Buffer.from('{"evil":1}')), seal)).toMatchObject({ sealed: false, source: 'unsealed' });
+  });
+});
+
 describe('the dead_letters writer', () => {
   let db: TestDatabase;
   beforeAll(async () => {
@@ -94,6 +130,12 @@ describe('the dead_letters writer', () => {
     payloadJson: '{"n":1}',
     body: null,
     ...over,
+  });
+
+  it('reads the seal key migration 5 wrote', async () => {
+    const a = await loadEnvelopeSeal(toExecutor(db.pool), db.schema);
+    const b = await loadEnvelopeSeal(toExecutor(db.pool), db.schema);
+    expect(b.verify(['x'], Buffer.from('b'), a.seal(['x'], Buffer.from('b')))).toBe(true);
   });
 
   it('upserts by (source, message id), keeps the first failure and makes a replayed letter pending again', async () => {

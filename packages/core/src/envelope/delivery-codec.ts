@@ -1,0 +1,59 @@
+import type { EnvelopeSeal } from './envelope-seal.js';
+import { H } from './header-names.js';
+import { headerText } from './header-values.js';
+import type { DecodedDelivery, Origin, WireMessage } from './wire-types.js';
+import { isUuid } from '../uuid.js';
+
+/**
+ * Reads a delivery as the consumer of `queue` sees it. Only a message that came back from one of
+ * the consumer's delay queues (the default exchange, routed to `queue`) has an attempt count and
+ * an origin mailroom wrote; on any other message those headers are a sender's and are ignored.
+ */
+export function decodeDelivery(message: WireMessage, queue: string, seal?: EnvelopeSeal): DecodedDelivery {
+  const raw = message.properties.headers ?? {};
+  const viaDelayRoute = message.fields.exchange === '' && message.fields.routingKey === queue;
+  const fromRetry = viaDelayRoute && (seal === undefined || seal.verify(retryFields(message, queue), message.content, headerText(raw[H.seal])));
+  const prior = fromRetry ? Number(headerText(raw[H.attempts]) ?? 0) : 0;
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(raw)) {
+    const text = headerText(value);
+    if (text !== null) headers[name] = text;
+  }
+  const rawMessageId = message.properties.messageId;
+  const occurredText = headers[H.occurredAt];
+  const occurred = occurredText !== undefined ? new Date(occurredText) : undefined;
+  const timestamp = message.properties.timestamp;
+  const occurredAt =
+    occurred !== undefined && !Number.isNaN(occurred.getTime()) ? occurred : typeof timestamp === 'number' ? new Date(timestamp * 1000) : new Date();
+  const type = message.properties.type;
+  return {
+    rawMessageId,
+    messageId: isUuid(rawMessageId) ? rawMessageId.toLowerCase() : null,
+    type: typeof type === 'string' ? type : null,
+    key: headers[H.key] ?? null,
+    occurredAt,
+    headers,
+    attempt: Number.isInteger(prior) && prior >= 0 && prior < 1_000_000 ? prior + 1 : 1,
+    fromRetry,
+    forged: viaDelayRoute && !fromRetry,
+    origin: originOf(message, fromRetry),
+  };
+}
+
+/** What a retry copy's seal covers: the id, the attempt count, the origin and the queue it returns to. */
+export function retryFields(message: WireMessage, queue: string): (string | number)[] {
+  const headers = message.properties.headers ?? {};
+  const id = message.properties.messageId;
+  return ['retry', typeof id === 'string' ? id : '', headerText(headers[H.attempts]) ?? '', headerText(headers[H.originExchange]) ?? '', headerText(headers[H.originRoutingKey]) ?? '', queue];
+}
+
+function originOf(message: WireMessage, fromRetry: boolean): Origin {
+  if (fromRetry) {
+    const headers = message.properties.headers ?? {};
+    const exchange = headerText(headers[H.originExchange]);
+    const routingKey = headerText(headers[H.originRoutingKey]);
+    if (exchange !== null && routingKey !== null) return { exchange, routingKey };
+  }
+  return { exchange: message.fields.exchange, routingKey: message.fields.routingKey };
+}
+

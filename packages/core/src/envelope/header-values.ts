@@ -1,0 +1,71 @@
+import { H, RESERVED_HEADER_PREFIX } from './header-names.js';
+import type { WireMessage, WireProperties } from './wire-types.js';
+
+/** A header value as text (AMQP long strings arrive as Buffers). */
+export function headerText(value: unknown): string | null {
+  if (typeof value === 'string') return value;
+  if (Buffer.isBuffer(value)) return value.toString('utf8');
+  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  return null;
+}
+
+/** True for a header the broker adds when it dead-letters (`x-death` and its summaries). */
+export function isBrokerHeader(lower: string): boolean {
+  return lower === 'x-death' || lower.startsWith('x-first-death-') || lower.startsWith('x-last-death-');
+}
+
+/** True for a header name mailroom reserves (`x-mailroom-*`, any case). */
+export function isReservedHeader(name: string): boolean {
+  return name.toLowerCase().startsWith(RESERVED_HEADER_PREFIX);
+}
+
+/**
+ * The headers the relay publishes an outbox row with: the producer's stored headers (trace
+ * context included) plus the occurred-at time and, for keyed events, the key.
+ */
+export function encodeOutboxHeaders(stored: Record<string, unknown>, row: { key: string | null; occurredAtMs: number }): Record<string, unknown> {
+  stored[H.occurredAt] = new Date(row.occurredAtMs).toISOString();
+  if (row.key !== null) stored[H.key] = row.key;
+  return stored;
+}
+
+/** The headers a message published straight to a queue (a test, a tool) needs to look like the relay's. */
+export function envelopeHeaders(envelope: { key?: string | null; occurredAt?: Date }): Record<string, string> {
+  const headers: Record<string, string> = { [H.occurredAt]: (envelope.occurredAt ?? new Date()).toISOString() };
+  if (envelope.key !== undefined && envelope.key !== null) headers[H.key] = envelope.key;
+  return headers;
+}
+
+/** The ordering key of a delivery, read cheaply (the consumer serializes on it before decoding). */
+export function deliveryKey(message: WireMessage): string | null {
+  return headerText(message.properties.headers?.[H.key]);
+}
+
+/** The headers a replay sends again: the producer's own, without mailroom's or the broker's. */
+export function replayHeaders(headers: Record<string, unknown>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    const lower = name.toLowerCase();
+    if (lower.startsWith(RESERVED_HEADER_PREFIX) || isBrokerHeader(lower)) continue;
+    if (typeof value === 'string') out[name] = value;
+  }
+  return out;
+}
+
+/** The time the producer created the event, from stored headers; undefined when absent or invalid. */
+export function occurredAtOf(headers: Record<string, unknown>): Date | undefined {
+  const raw = headers[H.occurredAt];
+  const parsed = typeof raw === 'string' ? new Date(raw) : undefined;
+  return parsed !== undefined && !Number.isNaN(parsed.getTime()) ? parsed : undefined;
+}
+
+/** Adds a per-publish id to `headers`, so that a return of this very publish is recognised. */
+export function withPublishId(headers: Record<string, unknown> | undefined, publishId: string): Record<string, unknown> {
+  return { ...headers, [H.publishId]: publishId };
+}
+
+/** The per-publish id of a returned message, if it carries one. */
+export function publishIdOf(properties: WireProperties): string | null {
+  return headerText(properties.headers?.[H.publishId]);
+}
+
