@@ -11,8 +11,24 @@ export type AmqpChannelModel = amqp.ChannelModel;
 
 /** Options of {@link createAmqpConnection}. */
 export interface AmqpConnectionOptions {
-  /** `amqp://user:pass@host:5672/vhost`. The password never appears in logs or errors. */
-  url: string;
+  /**
+   * `amqp://user:pass@host:5672/vhost` (or `amqps://` for TLS), or several URLs of one cluster:
+   * each (re)connect tries them in turn, starting after the last one that failed. Passwords never
+   * appear in logs or errors.
+   */
+  url: string | readonly string[];
+  /**
+   * TLS for `amqps://` URLs: the CA that signed the broker's certificate, and the client
+   * certificate and key for mutual TLS (PEM text or Buffers). Default: Node's CA store, no client
+   * certificate.
+   */
+  tls?: AmqpTlsOptions;
+  /**
+   * How to authenticate: `plain` (user and password from the URL) or `external` (SASL EXTERNAL:
+   * the broker takes the identity from the client certificate; needs RabbitMQ's
+   * `rabbitmq_auth_mechanism_ssl` plugin). Default: `plain`.
+   */
+  auth?: 'plain' | 'external';
   /** Shown in the RabbitMQ management UI as the connection name. Default: `mailroom`. */
   name?: string;
   /** Heartbeat in seconds, unless the URL sets one. Default: 10. */
@@ -23,6 +39,22 @@ export interface AmqpConnectionOptions {
   maxReconnectDelayMs?: number;
   /** Where connection events are logged. Default: silent. */
   logger?: Logger;
+}
+
+/** TLS settings of an AMQP connection (passed to Node's `tls.connect`). */
+export interface AmqpTlsOptions {
+  /** CA certificate(s) to trust, PEM. Default: Node's built-in CAs. */
+  ca?: string | Buffer | ReadonlyArray<string | Buffer>;
+  /** Client certificate chain, PEM (mutual TLS). */
+  cert?: string | Buffer;
+  /** Client private key, PEM. */
+  key?: string | Buffer;
+  /** Passphrase of the key. */
+  passphrase?: string;
+  /** Server name for SNI and certificate checks. Default: the URL's host. */
+  servername?: string;
+  /** Refuse a broker certificate that does not verify. Default: true. */
+  rejectUnauthorized?: boolean;
 }
 
 /** Events of an {@link AmqpConnection}. */
@@ -52,7 +84,9 @@ export interface AmqpConnection extends EventEmitter<AmqpConnectionEvents> {
 }
 
 class RecoveringAmqpConnection extends EventEmitter<AmqpConnectionEvents> implements AmqpConnection {
-  readonly #options: Required<Omit<AmqpConnectionOptions, 'logger'>> & { logger: Logger };
+  readonly #options: Required<Omit<AmqpConnectionOptions, 'logger' | 'url' | 'tls'>> & { logger: Logger; urls: readonly string[]; tls: AmqpTlsOptions | undefined };
+  // The URL to try next: after a failure, the next one of the cluster.
+  #next = 0;
   #current: AmqpChannelModel | undefined;
   #connecting: Promise<AmqpChannelModel> | undefined;
   #closed = false;
@@ -62,7 +96,9 @@ class RecoveringAmqpConnection extends EventEmitter<AmqpConnectionEvents> implem
   constructor(options: AmqpConnectionOptions) {
     super();
     this.#options = {
-      url: options.url,
+      urls: typeof options.url === 'string' ? [options.url] : [...options.url],
+      tls: options.tls,
+      auth: options.auth ?? 'plain',
       name: options.name ?? 'mailroom',
       heartbeatSeconds: options.heartbeatSeconds ?? 10,
       reconnectDelayMs: options.reconnectDelayMs ?? 100,
@@ -78,7 +114,7 @@ class RecoveringAmqpConnection extends EventEmitter<AmqpConnectionEvents> implem
 
   /** The URL with its password redacted. */
   get displayUrl(): string {
-    return redactUrl(this.#options.url);
+    return this.#options.urls.map(redactUrl).join(', ');
   }
 
   /** Resolves with the open connection, connecting first (with retries) when there is none. */
@@ -125,14 +161,19 @@ class RecoveringAmqpConnection extends EventEmitter<AmqpConnectionEvents> implem
   }
 
   async #open(): Promise<AmqpChannelModel> {
-    const url = new URL(this.#options.url);
+    const urls = this.#options.urls;
+    const index = this.#next % urls.length;
+    const url = new URL(urls[index] as string);
     if (!url.searchParams.has('heartbeat')) url.searchParams.set('heartbeat', String(this.#options.heartbeatSeconds));
     let connection: AmqpChannelModel;
     try {
       // noDelay: without it Nagle's algorithm holds small publishes back for tens of milliseconds.
-      connection = await amqp.connect(url.toString(), { noDelay: true, clientProperties: { connection_name: this.#options.name } });
+      const socketOptions: Record<string, unknown> = { noDelay: true, clientProperties: { connection_name: this.#options.name }, ...this.#options.tls };
+      if (this.#options.auth === 'external') socketOptions.credentials = amqp.credentials.external();
+      connection = await amqp.connect(url.toString(), socketOptions);
     } catch (error) {
-      throw new MailroomError('UNREACHABLE', `Cannot connect to RabbitMQ at ${this.displayUrl}: ${describeError(error)}`, {
+      this.#next = index + 1;
+      throw new MailroomError('UNREACHABLE', `Cannot connect to RabbitMQ at ${redactUrl(urls[index] as string)}: ${describeError(error)}`, {
         cause: error,
       });
     }
@@ -171,8 +212,10 @@ export function createAmqpConnection(options: AmqpConnectionOptions): AmqpConnec
  * it stops); a connection passed in is borrowed and left open.
  */
 export function resolveAmqpConnection(
-  amqp: string | AmqpConnection,
+  amqp: string | readonly string[] | AmqpConnection,
   options: Omit<AmqpConnectionOptions, 'url'> = {},
 ): { connection: AmqpConnection; owned: boolean } {
-  return typeof amqp === 'string' ? { connection: createAmqpConnection({ ...options, url: amqp }), owned: true } : { connection: amqp, owned: false };
+  return typeof amqp === 'string' || Array.isArray(amqp)
+    ? { connection: createAmqpConnection({ ...options, url: amqp as string | readonly string[] }), owned: true }
+    : { connection: amqp as AmqpConnection, owned: false };
 }

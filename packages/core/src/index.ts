@@ -14,7 +14,7 @@ export type { Queryable, PgQueryable, PgPoolLike, PgPoolClientLike, KyselyLike, 
 export { migrate, migrationScript, DEFAULT_SCHEMA } from './migrations.js';
 export type { MigrateOptions, MigrateResult } from './migrations.js';
 export { createAmqpConnection } from './amqp-connection.js';
-export type { AmqpConnection, AmqpConnectionOptions, AmqpConnectionEvents, AmqpChannelModel } from './amqp-connection.js';
+export type { AmqpConnection, AmqpConnectionOptions, AmqpConnectionEvents, AmqpChannelModel, AmqpTlsOptions } from './amqp-connection.js';
 export { MetricsRegistry } from './metrics.js';
 export type { Counter, Histogram } from './metrics.js';
 export { createConsoleLogger, silentLogger } from './logger.js';
