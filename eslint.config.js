@@ -13,8 +13,9 @@ const FAN = {
 const PACKAGES = ['@mailroom/core', '@mailroom/outbox', '@mailroom/inbox', '@mailroom/dlq', '@mailroom/chaos', 'mailroom'];
 
 const deepImports = {
-  // Any path below a package but core's internal subpath is a deep import.
-  regex: '^@mailroom/(?!core/internal$)[^/]+/.+',
+  // Any path below a package but core's internal subpath is a deep import (the examples' own
+  // packages export named subpaths of their own).
+  regex: '^@mailroom/(?!core/internal$)(?!example-)[^/]+/.+',
   message: 'Import a package through its public entry (or @mailroom/core/internal).',
 };
 

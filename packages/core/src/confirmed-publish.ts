@@ -22,6 +22,12 @@ export interface ReturnedMessage {
   fields: { replyCode: number; replyText: string; exchange: string; routingKey: string };
 }
 
+/** AMQP publish properties (amqplib's `Options.Publish` fits); mailroom reads `messageId` and `headers`. */
+export interface PublishProperties {
+  messageId?: string;
+  headers?: Record<string, unknown>;
+}
+
 /** Options of {@link publishConfirmed}. */
 export interface PublishConfirmedOptions {
   /** Settles the publish as failed when it resolves first (a timer, a stop signal). */
@@ -60,12 +66,12 @@ function returnsOf(channel: ConfirmChannelLike): Map<string, string> {
  * known when the ack arrives). `flowing` is false when the channel's write buffer is full: wait
  * for its `drain` before the next publish.
  */
-export function publishConfirmed(
+export function publishConfirmed<P extends PublishProperties>(
   channel: ConfirmChannelLike,
   exchange: string,
   routingKey: string,
   content: Buffer,
-  properties: { messageId?: string; headers?: Record<string, unknown> } & object,
+  properties: P,
   options: PublishConfirmedOptions,
 ): { outcome: Promise<PublishOutcome>; flowing: boolean } {
   const returned = returnsOf(channel);

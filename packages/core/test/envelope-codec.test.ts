@@ -143,12 +143,12 @@ describe('the dead_letters writer', () => {
     await writeDeadLetters(executor, db.schema, [record(), record({ source: 'billing', payloadJson: null, body: Buffer.from([0, 1, 2]) })]);
     await db.pool.query(`UPDATE "${db.schema}".dead_letters SET replayed_at = now()`);
     await writeDeadLetters(executor, db.schema, [record({ attempts: 1, error: 'again', failedAt: new Date(Date.now() + 1000) })]);
-    const rows = await db.pool.query(`SELECT source, attempts, error, replayed_at, body, payload FROM "${db.schema}".dead_letters ORDER BY source`);
+    const rows = await db.pool.query<{ source: string; replayed_at: Date | null }>(`SELECT source, attempts, error, replayed_at, body, payload FROM "${db.schema}".dead_letters ORDER BY source`);
     expect(rows.rows).toMatchObject([
       { source: 'billing', attempts: 3, body: Buffer.from([0, 1, 2]), payload: null },
       { source: 'relay', attempts: 3, error: 'again', replayed_at: null, payload: { n: 1 } },
     ]);
-    expect(rows.rows[0].replayed_at).not.toBeNull();
+    expect(rows.rows[0]?.replayed_at).not.toBeNull();
   });
 });
 
