@@ -1,4 +1,5 @@
-import { LATENCY_BUCKETS, MetricsRegistry, type Counter, type Histogram } from '@mailroom/core';
+import { MetricsRegistry, type Counter, type Histogram } from '@mailroom/core';
+import { LATENCY_BUCKETS } from '@mailroom/core/internal';
 
 /** The consumer's metrics; every path that drops, delays or duplicates a message has one. */
 export interface ConsumerMetrics {
@@ -26,13 +27,13 @@ export function consumerMetrics(registry: MetricsRegistry = new MetricsRegistry(
   const existing = byRegistry.get(registry);
   if (existing) return existing;
   const metrics: ConsumerMetrics = {
-    handled: registry.counter('mailroom_inbox_handled_total', 'Deliveries whose handler transaction committed.'),
-    duplicates: registry.counter('mailroom_inbox_duplicates_total', 'Duplicate deliveries acked without running the handler.'),
-    failures: registry.counter('mailroom_inbox_failures_total', 'Handler failures (each one retried or dead-lettered).'),
-    retries: registry.counter('mailroom_inbox_retries_total', 'Deliveries sent to a delay queue for another attempt.'),
-    deadLettered: registry.counter('mailroom_inbox_dead_lettered_total', 'Deliveries sent to the dead letters, by reason.'),
-    requeued: registry.counter('mailroom_inbox_requeued_total', 'Deliveries given back to the queue after a database or broker error.'),
-    handlerSeconds: registry.histogram('mailroom_inbox_handler_seconds', 'Time from delivery to commit of handled messages.', LATENCY_BUCKETS),
+    handled: registry.counter('mailroom_inbox_handled_total', 'Deliveries whose handler transaction committed.', ['consumer', 'type']),
+    duplicates: registry.counter('mailroom_inbox_duplicates_total', 'Duplicate deliveries acked without running the handler.', ['consumer']),
+    failures: registry.counter('mailroom_inbox_failures_total', 'Handler failures (each one retried or dead-lettered).', ['consumer', 'type']),
+    retries: registry.counter('mailroom_inbox_retries_total', 'Deliveries sent to a delay queue for another attempt.', ['consumer']),
+    deadLettered: registry.counter('mailroom_inbox_dead_lettered_total', 'Deliveries sent to the dead letters, by reason.', ['consumer', 'reason']),
+    requeued: registry.counter('mailroom_inbox_requeued_total', 'Deliveries given back to the queue after a database or broker error.', ['consumer']),
+    handlerSeconds: registry.histogram('mailroom_inbox_handler_seconds', 'Time from delivery to commit of handled messages.', LATENCY_BUCKETS, ['consumer']),
   };
   byRegistry.set(registry, metrics);
   return metrics;

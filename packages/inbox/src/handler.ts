@@ -1,4 +1,5 @@
-import type { Executor, MessageContract, PayloadOf, Queryable } from '@mailroom/core';
+import type { MessageContract, PayloadOf, Queryable } from '@mailroom/core';
+import type { Executor } from '@mailroom/core/internal';
 
 /** What a handler knows about the delivery it handles. */
 export interface MessageMetadata {

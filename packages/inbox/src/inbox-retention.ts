@@ -1,18 +1,26 @@
-import { DEFAULT_SCHEMA, MailroomError, quoteIdentifier, toExecutor, type Queryable } from '@mailroom/core';
+import { z } from 'zod';
+import { DEFAULT_SCHEMA, MailroomError, type Queryable } from '@mailroom/core';
+import { quoteIdentifier, toExecutor } from '@mailroom/core/internal';
 import { retryHorizonMs, type RetryPolicy } from './retry-policy.js';
-
-/** How long inbox rows are kept, and how often they are cleaned up. */
-export interface InboxRetention {
-  /** Rows older than this are deleted; it must not be shorter than the retry horizon. Default: 7 days. */
-  windowMs?: number;
-  /** How often a running consumer deletes expired rows; 0 turns it off. Default: 3600000 (1 hour). */
-  cleanupIntervalMs?: number;
-  /** Rows deleted per statement, so cleanup never holds long locks. Default: 5000. */
-  batchSize?: number;
-}
 
 /** The default inbox retention window: 7 days. */
 export const DEFAULT_RETENTION_MS = 7 * 24 * 3_600_000;
+
+// Rows per DELETE: small enough that cleanup never holds long locks.
+const DEFAULT_CLEANUP_BATCH = 5000;
+
+/** How long inbox rows are kept and how often they are cleaned up: the single source of each field's type and default. */
+export const inboxRetentionSchema = z.strictObject({
+  /** Rows older than this are deleted; it must not be shorter than the retry horizon. Default: 7 days. */
+  windowMs: z.number().positive().default(DEFAULT_RETENTION_MS).meta({ description: 'inbox rows older than this are deleted (at least the retry horizon)' }),
+  /** How often a running consumer deletes expired rows; 0 turns it off. Default: 3600000 (1 hour). */
+  cleanupIntervalMs: z.number().min(0).default(3_600_000).meta({ description: 'how often a running consumer deletes expired rows; 0 turns it off' }),
+  /** Rows deleted per statement, so cleanup never holds long locks. Default: 5000. */
+  batchSize: z.number().int().positive().default(DEFAULT_CLEANUP_BATCH).meta({ description: 'rows deleted per statement' }),
+});
+
+/** How long inbox rows are kept, and how often they are cleaned up. Every field has a default. */
+export type InboxRetention = z.input<typeof inboxRetentionSchema>;
 
 /**
  * Throws `INVALID_CONFIG` when `windowMs` is shorter than the retry horizon of `retry`: a
@@ -47,7 +55,7 @@ export interface CleanupInboxOptions {
 export async function cleanupInbox(db: Queryable, options: CleanupInboxOptions): Promise<number> {
   checkRetentionWindow(options.windowMs, options.retry);
   const table = `${quoteIdentifier(options.schema ?? DEFAULT_SCHEMA)}.inbox`;
-  const batch = options.batchSize ?? 5000;
+  const batch = options.batchSize ?? DEFAULT_CLEANUP_BATCH;
   const executor = toExecutor(db);
   let total = 0;
   for (;;) {

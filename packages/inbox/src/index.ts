@@ -1,10 +1,13 @@
-export { Consumer, createConsumer } from './consumer.js';
-export type { ConsumerOptions, ConsumerStats, ConsumerEvents, QueueBinding } from './consumer.js';
+export { createConsumer } from './consumer.js';
+export type { Consumer } from './consumer.js';
+export { consumerOptionsSchema } from './consumer-options.js';
+export type { ConsumerOptions, QueueBinding, DeadLetterSinkLike } from './consumer-options.js';
+export type { ConsumerStats, ConsumerEvents, DeadLetteredInfo } from './consumer-events.js';
 export { handler } from './handler.js';
 export type { HandlerBinding, HandlerContext, HandlerFunction, MessageMetadata } from './handler.js';
 export { NonRetryableError, isNonRetryableError } from './non-retryable-error.js';
 export { DEFAULT_RETRY_POLICY, resolveRetryPolicy, retryDelayMs, retryDelays, retryHorizonMs } from './retry-policy.js';
-export type { RetryPolicy } from './retry-policy.js';
+export type { RetryPolicy, ResolvedRetryPolicy } from './retry-policy.js';
 export { DEFAULT_RETENTION_MS, checkRetentionWindow, cleanupInbox } from './inbox-retention.js';
 export type { InboxRetention, CleanupInboxOptions } from './inbox-retention.js';
 export { consumerMetrics } from './consumer-metrics.js';

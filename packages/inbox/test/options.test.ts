@@ -1,9 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Kysely, PostgresDialect, sql, type Transaction } from 'kysely';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createConsumer, handler } from '@mailroom/inbox';
-import { testUrls, waitFor } from '../../../test/helpers.js';
-import { OrderPlaced, consumerFor, deadLetters, effects, publish, setupEnv, type Env } from './support.js';
+import { testUrls } from '../../../test/helpers.js';
+import { OrderPlaced, WAIT, consumerFor, deadLetterTopology, deadLetters, effects, publish, setupEnv, withDeadLetterSink, type Env } from './support.js';
 
 let env: Env;
 beforeAll(async () => {
@@ -22,7 +22,7 @@ describe('consumer options', () => {
       db,
       amqp: testUrls().amqpUrl,
       schema: env.db.schema,
-      deadLetters: { exchange: env.broker.name('dead'), queue: env.broker.name('dead') },
+      deadLetters: deadLetterTopology(env),
       handlers: [
         handler<typeof contract, Transaction<Record<string, never>>>(contract, async ({ tx, message }) => {
           expect(tx.isTransaction).toBe(true);
@@ -34,9 +34,10 @@ describe('consumer options', () => {
     await consumer.start();
     const id = await publish(env, { orderId: 'k-1', total: 1 });
     await publish(env, { orderId: 'k-1', total: 1 }, { messageId: id });
-    await waitFor(() => consumer.stats.handled + consumer.stats.duplicates === 2, { what: 'two deliveries' });
-    expect(await effects(env, id)).toBe(1);
-    expect(consumer.stats).toMatchObject({ handled: 1, duplicates: 1 });
+    await vi.waitFor(async () => {
+      expect(await effects(env, id)).toBe(1);
+      expect(consumer.stats).toMatchObject({ handled: 1, duplicates: 1 });
+    }, WAIT);
     await consumer.stop();
   });
 
@@ -51,9 +52,10 @@ describe('consumer options', () => {
     );
     await consumer.start();
     const id = await publish(env, { orderId: 's-1', total: 1 });
-    await waitFor(() => consumer.stats.handled === 1, { what: 'the second attempt' });
-    expect(consumer.stats).toMatchObject({ handled: 1, retries: 1, failures: 1 });
-    expect(await effects(env, id)).toBe(1);
+    await vi.waitFor(async () => {
+      expect(await effects(env, id)).toBe(1);
+      expect(consumer.stats).toMatchObject({ handled: 1, retries: 1, failures: 1 });
+    }, WAIT);
     await consumer.stop();
   });
 
@@ -66,11 +68,11 @@ describe('consumer options', () => {
       async ({ db }) => {
         await db.query(`INSERT INTO "${env.db.schema}".deferred VALUES (1)`);
       },
-      { retry: { maxAttempts: 2, initialDelayMs: 100 } },
+      { retry: { maxAttempts: 2, initialDelayMs: 100 }, deadLetters: withDeadLetterSink(env) },
     );
     await consumer.start();
     const id = await publish(env, { orderId: 'd-1', total: 1 });
-    await waitFor(async () => (await deadLetters(env)).some((d) => d.message_id === id), { what: 'the dead letter' });
+    await vi.waitFor(async () => expect((await deadLetters(env)).map((d) => d.message_id), 'the dead letter').toContain(id), WAIT);
     expect(consumer.stats).toMatchObject({ handled: 0, failures: 2, retries: 1, deadLettered: 1, requeued: 0 });
     expect((await deadLetters(env)).find((d) => d.message_id === id)).toMatchObject({ reason: 'max-attempts', attempts: 2 });
     await consumer.stop();
@@ -92,10 +94,12 @@ describe('consumer options', () => {
     for (const q of consumer.delayQueues) await ch.deleteQueue(q);
     await ch.close();
     const id = await publish(env, { orderId: 'u-1', total: 1 });
-    await waitFor(() => consumer.stats.handled === 1, { what: 'the message handled after the topology came back' });
+    await vi.waitFor(async () => {
+      expect(await effects(env, id), 'the message handled after the topology came back').toBe(1);
+      expect(consumer.stats.handled).toBe(1);
+    }, WAIT);
     expect(consumer.stats.requeued).toBeGreaterThanOrEqual(1);
     expect(subscribed).toBeGreaterThanOrEqual(2);
-    expect(await effects(env, id)).toBe(1);
     await consumer.stop();
   });
 
@@ -110,7 +114,10 @@ describe('consumer options', () => {
     consumer.on('subscribed', () => (subscribed += 1));
     await consumer.start();
     const ids = await Promise.all(Array.from({ length: 20 }, (_, i) => publish(env, { orderId: `l-${i}`, total: i })));
-    await waitFor(() => consumer.stats.handled === 20, { what: '20 handled' });
+    await vi.waitFor(async () => {
+      for (const id of ids) expect(await effects(env, id)).toBe(1);
+      expect(consumer.stats.handled).toBe(20);
+    }, WAIT);
     await sleep(300);
     expect(consumer.stats).toMatchObject({ handled: 20, duplicates: 0, requeued: 0 });
     expect(subscribed).toBe(1);
@@ -142,7 +149,11 @@ describe('consumer options', () => {
       await publish(env, { orderId: `a-${i}`, total: i }, { key: 'a' });
       await publish(env, { orderId: `b-${i}`, total: i }, { key: 'b' });
     }
-    await waitFor(() => consumer.stats.handled === 60, { what: '60 handled' });
+    await vi.waitFor(() => {
+      expect(seen.get('a')).toHaveLength(30);
+      expect(seen.get('b')).toHaveLength(30);
+      expect(consumer.stats.handled).toBe(60);
+    }, WAIT);
     const inOrder = Array.from({ length: 30 }, (_, i) => i);
     expect(seen.get('a')).toEqual(inOrder);
     expect(seen.get('b')).toEqual(inOrder);
@@ -155,7 +166,7 @@ describe('consumer options', () => {
     const consumer = consumerFor(env, async () => undefined, { queueType: 'quorum' });
     await consumer.start();
     const id = await publish(env, { orderId: 'q-1', total: 1 });
-    await waitFor(() => consumer.stats.handled === 1, { what: 'the quorum queue delivery' });
+    await vi.waitFor(() => expect(consumer.stats.handled, 'the quorum queue delivery').toBe(1), WAIT);
     // Redeclaring the queue as classic fails: it really is a quorum queue.
     const ch = await env.broker.connection.createChannel();
     ch.on('error', () => undefined);

@@ -1,9 +1,8 @@
 // Ordering under database faults (found by the chaos harness, seed 78 with --ordering): a
 // delivery whose inbox transaction fails because the database went away must not let later
 // messages of its key overtake it.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { waitFor } from '../../../test/helpers.js';
-import { consumerFor, publish, setupEnv, type Env } from './support.js';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { WAIT, consumerFor, publish, setupEnv, type Env } from './support.js';
 
 let env: Env;
 beforeAll(async () => {
@@ -37,7 +36,7 @@ describe('ordering under database faults', () => {
     );
     await consumer.start();
     for (let i = 1; i <= 5; i++) await publish(env, { orderId: `o-${i}`, total: i }, { key: 'k' });
-    await waitFor(async () => (await handledOrder()).length >= 5, { what: '5 effects', timeoutMs: 20_000 });
+    await vi.waitFor(async () => expect((await handledOrder()).length).toBeGreaterThanOrEqual(5), { ...WAIT, timeout: 20_000 });
     expect(terminated).toBe(true);
     expect(await handledOrder()).toEqual(['1', '2', '3', '4', '5']);
     expect(consumer.stats.requeued).toBeGreaterThanOrEqual(1);
@@ -62,7 +61,7 @@ describe('ordering under database faults', () => {
     );
     await consumer.start();
     for (let i = 1; i <= 5; i++) await publish(env, { orderId: `p-${i}`, total: i }, { key: 'k2' });
-    await waitFor(async () => (await handledOrder()).length >= 5, { what: '5 effects', timeoutMs: 20_000 });
+    await vi.waitFor(async () => expect((await handledOrder()).length).toBeGreaterThanOrEqual(5), { ...WAIT, timeout: 20_000 });
     expect(terminated).toBe(true);
     expect(await handledOrder()).toEqual(['1', '2', '3', '4', '5']);
     expect(consumer.stats).toMatchObject({ retries: 0, failures: 0 });

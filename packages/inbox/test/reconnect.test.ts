@@ -1,8 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTcpProxy, testUrls, waitFor, type TcpProxy } from '../../../test/helpers.js';
-import { consumerFor, effects, publish, setupEnv, type Env } from './support.js';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { startTcpProxy, testUrls, type TcpProxy } from '../../../test/helpers.js';
+import { WAIT, consumerFor, effects, effectsNoted, publish, setupEnv, type Env } from './support.js';
 
 let env: Env;
 let proxy: TcpProxy;
@@ -29,13 +29,16 @@ describe('connection loss (must show 6)', () => {
     consumer.on('subscribed', () => (subscribed += 1));
     await consumer.start();
     const ids = await Promise.all(Array.from({ length: 300 }, (_, i) => publish(env, { orderId: `r-${i}`, total: i })));
-    await waitFor(() => consumer.stats.handled >= 60, { what: 'some messages handled before the cut' });
+    await vi.waitFor(async () => expect(await effectsNoted(env, 'reconnect'), 'some messages handled before the cut').toBeGreaterThanOrEqual(60), WAIT);
     proxy.cut();
-    await waitFor(() => subscribed >= 2, { what: 'a resubscription' });
-    await waitFor(() => consumer.stats.handled >= 180, { what: 'more messages handled' });
+    await vi.waitFor(() => expect(subscribed, 'a resubscription').toBeGreaterThanOrEqual(2), WAIT);
+    await vi.waitFor(async () => expect(await effectsNoted(env, 'reconnect'), 'more messages handled').toBeGreaterThanOrEqual(180), WAIT);
     proxy.cut();
-    await waitFor(() => subscribed >= 3, { what: 'a second resubscription' });
-    await waitFor(async () => (await effects(env)) >= 300, { what: 'all 300 effects', timeoutMs: 30_000 });
+    await vi.waitFor(() => expect(subscribed, 'a second resubscription').toBeGreaterThanOrEqual(3), WAIT);
+    await vi.waitFor(async () => {
+      expect(await effectsNoted(env, 'reconnect'), 'all 300 effects').toBeGreaterThanOrEqual(300);
+      expect(consumer.stats.handled).toBe(300);
+    }, WAIT);
     await sleep(500);
     const rows = await env.db.pool.query<{ total: string; distinct: string }>(
       `SELECT count(*)::text AS total, count(DISTINCT message_id)::text AS distinct FROM "${env.db.schema}".effects WHERE message_id = ANY($1::uuid[])`,
@@ -65,10 +68,13 @@ describe('database connections lost', () => {
       await consumer.start();
       const ids = await Promise.all(Array.from({ length: 400 }, (_, i) => publish(env, { orderId: `pg-${i}`, total: i })));
       for (let round = 0; round < 3; round++) {
-        await waitFor(() => consumer.stats.handled >= 80 * (round + 1), { what: `progress before kill ${round + 1}` });
+        await vi.waitFor(async () => expect(await effectsNoted(env, 'pg-kill'), `progress before kill ${round + 1}`).toBeGreaterThanOrEqual(80 * (round + 1)), WAIT);
         await env.db.pool.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1`, [`inbox-victim-${env.db.schema}`]);
       }
-      await waitFor(async () => consumer.stats.handled + consumer.stats.duplicates >= 400 && (await effects(env)) >= 400, { what: 'all 400', timeoutMs: 30_000 });
+      await vi.waitFor(async () => {
+        expect(await effectsNoted(env, 'pg-kill'), 'all 400').toBeGreaterThanOrEqual(400);
+        expect(consumer.stats.handled + consumer.stats.duplicates).toBeGreaterThanOrEqual(400);
+      }, WAIT);
       await sleep(500);
       const rows = await env.db.pool.query<{ total: string; distinct: string }>(
         `SELECT count(*)::text AS total, count(DISTINCT message_id)::text AS distinct FROM "${env.db.schema}".effects WHERE message_id = ANY($1::uuid[])`,
@@ -138,8 +144,10 @@ describe('stop()', () => {
       { name },
     );
     await next.start();
-    await waitFor(() => next.stats.handled === 1, { what: 'the next consumer to handle it' });
-    expect(await effects(env, id)).toBe(1);
+    await vi.waitFor(async () => {
+      expect(await effects(env, id), 'the next consumer to handle it').toBe(1);
+      expect(next.stats.handled).toBe(1);
+    }, WAIT);
     await next.stop();
   });
 });

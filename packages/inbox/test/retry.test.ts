@@ -1,6 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { waitFor } from '../../../test/helpers.js';
-import { consumerFor, deadLetters, effects, publish, setupEnv, type Env } from './support.js';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { WAIT, consumerFor, deadLetters, effects, publish, setupEnv, withDeadLetterSink, type Env } from './support.js';
 
 let env: Env;
 beforeAll(async () => {
@@ -25,7 +24,10 @@ describe('retries through delay queues (must show 3)', () => {
     );
     await consumer.start();
     const id = await publish(env, { orderId: 'o-flaky', total: 3 });
-    await waitFor(() => consumer.stats.handled === 1, { what: 'the fourth attempt to succeed', timeoutMs: 15_000 });
+    await vi.waitFor(async () => {
+      expect(await effects(env, id), 'the fourth attempt to succeed').toBe(1);
+      expect(consumer.stats.handled).toBe(1);
+    }, { ...WAIT, timeout: 15_000 });
     expect(attempts.map((a) => a.attempt)).toEqual([1, 2, 3, 4]);
     const gaps = attempts.slice(1).map((a, i) => a.at - (attempts[i]?.at ?? 0));
     const policy = [200, 400, 800];
@@ -50,7 +52,7 @@ describe('retries through delay queues (must show 3)', () => {
         }
         await db.query(`INSERT INTO "${env.db.schema}".effects (message_id, note) VALUES ($1, 'bulk')`, [message.messageId]);
       },
-      { retry: { maxAttempts: 3, initialDelayMs: 300, multiplier: 2 }, prefetch: 50 },
+      { retry: { maxAttempts: 3, initialDelayMs: 300, multiplier: 2 }, prefetch: 50, deadLetters: withDeadLetterSink(env) },
     );
     consumer.on('deadLettered', () => {
       marks.deadLettered = consumer.stats.handled;
@@ -59,8 +61,11 @@ describe('retries through delay queues (must show 3)', () => {
     const before = await effects(env);
     const poison = await publish(env, { orderId: 'poison', total: 0 });
     const ids = await Promise.all(Array.from({ length: 1000 }, (_, i) => publish(env, { orderId: `bulk-${i}`, total: i })));
-    await waitFor(() => consumer.stats.handled === 1000 && consumer.stats.deadLettered === 1, { what: '1000 handled and one dead letter', timeoutMs: 40_000 });
-    await waitFor(async () => (await deadLetters(env)).length === 1, { what: 'the dead letter in the store' });
+    await vi.waitFor(async () => {
+      expect((await effects(env)) - before, '1000 handled').toBe(1000);
+      expect(await deadLetters(env), 'the dead letter in the store').toHaveLength(1);
+      expect(consumer.stats).toMatchObject({ handled: 1000, deadLettered: 1 });
+    }, { ...WAIT, timeout: 40_000, interval: 200 });
     const [dl] = await deadLetters(env);
     expect(dl).toMatchObject({ message_id: poison, reason: 'max-attempts', attempts: 3, type: 'order.placed', source: consumer.queue });
     expect(dl?.error).toContain('the ledger rejects this order');

@@ -1,9 +1,12 @@
 // Helpers shared by the inbox tests: a consumer wired to a test schema and a test broker prefix,
-// a confirmed publisher that writes mailroom's wire format, and an effects table to count on.
+// a confirmed publisher that writes mailroom's wire format (through core's codec), a dead-letter
+// sink for the tests that read the store, and an effects table to count on.
 import { randomUUID } from 'node:crypto';
 import type { ConfirmChannel, Options } from 'amqplib';
 import { z } from 'zod';
-import { defineMessage, WIRE_HEADERS } from '@mailroom/core';
+import { defineMessage } from '@mailroom/core';
+import { envelopeHeaders } from '@mailroom/core/internal';
+import { createDeadLetterSink } from '@mailroom/dlq';
 import { createConsumer, handler, type Consumer, type ConsumerOptions, type HandlerFunction } from '@mailroom/inbox';
 import { createTestBroker, createTestDatabase, testUrls, type TestBroker, type TestDatabase } from '../../../test/helpers.js';
 
@@ -12,7 +15,7 @@ export interface Env {
   broker: TestBroker;
   publisher: ConfirmChannel;
   exchange: string;
-  consumers: Array<Pick<Consumer<never>, 'stop' | 'queue' | 'delayQueues'>>;
+  consumers: Array<Pick<Consumer, 'stop' | 'queue' | 'delayQueues'>>;
   cleanup(): Promise<void>;
 }
 
@@ -59,6 +62,12 @@ export async function effects(env: Env, messageId?: string): Promise<number> {
   return Number(result.rows[0]?.n ?? 0);
 }
 
+/** Counts rows of the effects table with one note (what one test's handler wrote). */
+export async function effectsNoted(env: Env, note: string): Promise<number> {
+  const result = await env.db.pool.query<{ n: string }>(`SELECT count(*)::text AS n FROM "${env.db.schema}".effects WHERE note = $1`, [note]);
+  return Number(result.rows[0]?.n ?? 0);
+}
+
 /** A handler that records one effect row in the handler transaction. */
 export function recordEffect(schema: string): HandlerFunction<{ orderId: string; total: number }> {
   return async ({ db, message }) => {
@@ -77,7 +86,7 @@ export async function publish(
     contentType: 'application/json',
     persistent: true,
     timestamp: Math.floor(Date.now() / 1000),
-    headers: { [WIRE_HEADERS.occurredAt]: new Date().toISOString(), ...(options.key ? { [WIRE_HEADERS.key]: options.key } : {}), ...options.headers },
+    headers: { ...envelopeHeaders({ key: options.key ?? null }), ...options.headers },
   };
   if (messageId !== null) props.messageId = messageId;
   const type = options.type === undefined ? 'order.placed' : options.type;
@@ -101,12 +110,29 @@ export function consumerFor(
     amqp: testUrls().amqpUrl,
     schema: env.db.schema,
     handlers: [handler(OrderPlaced(env.exchange), handle)],
-    deadLetters: { exchange: env.broker.name('dead'), queue: env.broker.name('dead') },
+    deadLetters: deadLetterTopology(env),
     stopTimeoutMs: 5000,
     ...overrides,
   });
   env.consumers.push(consumer);
   return consumer;
+}
+
+/** How long the tests wait for a state (rows in the database, messages on a queue) by default. */
+export const WAIT = { timeout: 30_000, interval: 50 } as const;
+
+/** The test's dead-letter exchange and queue (no sink: dead letters wait on the queue). */
+export function deadLetterTopology(env: Env): { exchange: string; queue: string } {
+  return { exchange: env.broker.name('dead'), queue: env.broker.name('dead') };
+}
+
+/**
+ * The dead-letter options of a consumer whose dead letters the test reads from the store: the
+ * test topology and a sink from @mailroom/dlq, which the consumer starts and stops.
+ */
+export function withDeadLetterSink(env: Env): NonNullable<ConsumerOptions['deadLetters']> {
+  const topology = deadLetterTopology(env);
+  return { ...topology, sink: createDeadLetterSink({ db: env.db.pool, schema: env.db.schema, amqp: testUrls().amqpUrl, topology }) };
 }
 
 /** Rows of the dead-letter table. */

@@ -1,10 +1,9 @@
 // The consumer span continues the producer's trace (with the recording tracer of test/).
 import { randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { trace, SpanKind, type SpanContext } from '@opentelemetry/api';
-import { waitFor } from '../../../test/helpers.js';
 import { installRecordingTracer } from '../../../test/recording-tracer.js';
-import { consumerFor, publish, setupEnv, type Env } from './support.js';
+import { WAIT, consumerFor, publish, setupEnv, type Env } from './support.js';
 
 let env: Env;
 let tracing: ReturnType<typeof installRecordingTracer>;
@@ -27,9 +26,12 @@ describe('tracing', () => {
     const traceId = randomBytes(16).toString('hex');
     const producerSpan = randomBytes(8).toString('hex');
     const id = await publish(env, { orderId: 't-1', total: 1 }, { headers: { traceparent: `00-${traceId}-${producerSpan}-01` } });
-    await waitFor(() => consumer.stats.handled === 1, { what: 'the traced message' });
-    const span = tracing.spans.find((s) => s.name === `${consumer.queue} process`);
-    expect(span).toBeDefined();
+    // The state asserted is the ended span (it ends after the commit).
+    const span = await vi.waitFor(() => {
+      const found = tracing.spans.find((s) => s.name === `${consumer.queue} process` && s.ended);
+      expect(found, 'the traced message').toBeDefined();
+      return found;
+    }, WAIT);
     expect(span?.kind).toBe(SpanKind.CONSUMER);
     expect(span?.parent).toMatchObject({ traceId, spanId: producerSpan });
     expect(span?.context.traceId).toBe(traceId);
