@@ -1,16 +1,5 @@
-import {
-  DEFAULT_SCHEMA,
-  MailroomError,
-  contractOf,
-  SpanKind,
-  injectTraceContext,
-  isUuid,
-  quoteIdentifier,
-  transactionExecutor,
-  withSpan,
-  type OutgoingMessage,
-  type Queryable,
-} from '@mailroom/core';
+import { DEFAULT_SCHEMA, MailroomError, isUuid, type OutgoingMessage, type Queryable } from '@mailroom/core';
+import { SpanKind, contractOf, injectTraceContext, quoteIdentifier, transactionExecutor, withSpan } from '@mailroom/core/internal';
 import { keyLockClass, notifyChannel } from './names.js';
 
 /** Options of {@link enqueue}. */

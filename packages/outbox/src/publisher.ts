@@ -1,26 +1,27 @@
 import { once } from 'node:events';
 import type { ConfirmChannel, Options } from 'amqplib';
-import { CONTENT_TYPE, SpanKind, SpanStatusCode, WIRE_HEADERS, describeError, startSpanFromHeaders, type AmqpConnection, type Logger } from '@mailroom/core';
+import { CONTENT_TYPE, describeError, type AmqpConnection, type Logger } from '@mailroom/core';
+import {
+  SpanKind,
+  SpanStatusCode,
+  encodeOutboxHeaders,
+  publishConfirmed,
+  startSpanFromHeaders,
+  type PublishOutcome,
+} from '@mailroom/core/internal';
 import type { OutboxRow } from './relay-sql.js';
 
-/** What happened to one row's publish. */
-export type PublishOutcome =
-  | { kind: 'confirmed' }
-  | { kind: 'returned'; error: string }
-  | { kind: 'nacked'; error: string }
-  | { kind: 'failed'; error: string }
-  | { kind: 'skipped' };
-
 /**
- * Publishes rows on one confirm channel with pipelined confirms: every publish is written at once
- * and its confirm awaited together. A row is confirmed only when the broker acked it and did not
- * return it as unroutable (`mandatory`); a nack, a return, a lost channel or the deadline leave it
- * for a retry.
+ * Publishes outbox rows on one confirm channel with pipelined confirms: every publish is written
+ * at once and its confirm awaited together. The publish itself is core's `publishConfirmed`
+ * (mandatory, matched by message id: a batch never holds one message id twice), so a row counts
+ * as confirmed only when the broker acked it and did not return it as unroutable; a nack, a
+ * return, a lost channel or the deadline leave it for a retry.
  */
 export class ConfirmPublisher {
   #channel: ConfirmChannel | undefined;
   #opening: Promise<ConfirmChannel> | undefined;
-  readonly #returned = new Map<string, string>();
+  #waitForDrain: Promise<void> | undefined;
   readonly #exchanges = new Set<string>(['']);
 
   constructor(
@@ -40,13 +41,6 @@ export class ConfirmPublisher {
   async #open(): Promise<ConfirmChannel> {
     const connection = await this.connection.get();
     const channel = await connection.createConfirmChannel();
-    channel.on('return', (message: { properties: { messageId?: unknown }; fields: { replyCode: number; replyText: string; exchange: string; routingKey: string } }) => {
-      const id = message.properties.messageId;
-      if (typeof id === 'string') {
-        const f = message.fields;
-        this.#returned.set(id, `unroutable: ${f.replyCode} ${f.replyText} (exchange "${f.exchange}", routing key "${f.routingKey}")`);
-      }
-    });
     channel.on('error', (error: Error) => {
       // A 404 means an exchange vanished: forget what we knew so it is checked again.
       if (/NOT_FOUND/.test(error.message)) this.#exchanges.clear();
@@ -103,16 +97,15 @@ export class ConfirmPublisher {
 
   /** Publishes one row and resolves with its outcome; never rejects. `deadline` bounds the wait. */
   async publish(channel: ConfirmChannel, row: OutboxRow, deadline: Promise<void>): Promise<PublishOutcome> {
-    let headers: Record<string, unknown> = {};
+    let stored: Record<string, unknown> = {};
     if (row.headers !== '{}') {
       try {
-        headers = JSON.parse(row.headers) as Record<string, unknown>;
+        stored = JSON.parse(row.headers) as Record<string, unknown>;
       } catch {
-        headers = {};
+        stored = {};
       }
     }
-    headers[WIRE_HEADERS.occurredAt] = new Date(row.occurred_ms).toISOString();
-    if (row.key !== null) headers[WIRE_HEADERS.key] = row.key;
+    const headers = encodeOutboxHeaders(stored, { key: row.key, occurredAtMs: row.occurred_ms });
     // A child of the enqueue span stored in the row; the message carries this span's context on.
     const span = startSpanFromHeaders('mailroom publish', SpanKind.PRODUCER, headers, {
       'messaging.system': 'rabbitmq',
@@ -121,43 +114,26 @@ export class ConfirmPublisher {
       'messaging.rabbitmq.destination.routing_key': row.routing_key,
       'messaging.message.id': row.message_id,
     });
-    const properties: Options.Publish = {
+    const properties: Options.Publish & { messageId: string; headers: Record<string, unknown> } = {
       messageId: row.message_id,
       type: row.type,
       contentType: CONTENT_TYPE,
       timestamp: Math.floor(row.occurred_ms / 1000),
       persistent: true,
-      mandatory: true,
       headers,
     };
-    const confirmed = new Promise<PublishOutcome>((resolve) => {
-      try {
-        const flowing = channel.publish(row.exchange, row.routing_key, Buffer.from(row.payload), properties, (error: unknown) => {
-          const returned = this.#returned.get(row.message_id);
-          this.#returned.delete(row.message_id);
-          if (error !== null && error !== undefined) {
-            const text = describeError(error);
-            resolve(/nack/i.test(text) ? { kind: 'nacked', error: 'nacked by the broker' } : { kind: 'failed', error: text });
-          } else if (returned !== undefined) {
-            resolve({ kind: 'returned', error: returned });
-          } else {
-            resolve({ kind: 'confirmed' });
-          }
-        });
-        if (!flowing) this.#waitForDrain = once(channel, 'drain').then(() => undefined, () => undefined);
-      } catch (error) {
-        resolve({ kind: 'failed', error: describeError(error) });
-      }
+    const { outcome: settled, flowing } = publishConfirmed(channel, row.exchange, row.routing_key, Buffer.from(row.payload), properties, {
+      deadline,
+      matchBy: 'messageId',
     });
-    const timedOut = deadline.then((): PublishOutcome => ({ kind: 'failed', error: 'no publisher confirm before the deadline' }));
-    const outcome = await Promise.race([confirmed, timedOut]);
+    // Back-pressure: the caller waits for `drained()` before writing the next publish.
+    if (!flowing) this.#waitForDrain = once(channel, 'drain').then(() => undefined, () => undefined);
+    const outcome = await settled;
     span.setAttribute('mailroom.outcome', outcome.kind);
-    if (outcome.kind !== 'confirmed') span.setStatus({ code: SpanStatusCode.ERROR, message: 'error' in outcome ? outcome.error : outcome.kind });
+    if (outcome.kind !== 'confirmed') span.setStatus({ code: SpanStatusCode.ERROR, message: outcome.error });
     span.end();
     return outcome;
   }
-
-  #waitForDrain: Promise<void> | undefined;
 
   /** Waits until the channel's write buffer drained, if a publish reported it full. */
   async drained(): Promise<void> {
@@ -170,7 +146,6 @@ export class ConfirmPublisher {
   async reset(): Promise<void> {
     const channel = this.#channel;
     this.#channel = undefined;
-    this.#returned.clear();
     if (channel) await channel.close().catch(() => undefined);
   }
 

@@ -1,4 +1,4 @@
-import { quoteIdentifier } from '@mailroom/core';
+import { quoteIdentifier } from '@mailroom/core/internal';
 
 /** A claimed outbox row as the relay reads it: payload and headers as text, ready to send. */
 export interface OutboxRow {
@@ -16,13 +16,20 @@ export interface OutboxRow {
   attempts: number;
 }
 
-/** The relay's statements for one schema, built once (the schema is validated and quoted here). */
+/**
+ * The relay's statements on `outbox` for one schema, built once (the schema is validated and
+ * quoted here). Dead letters are written by core's `writeDeadLetters`, the one writer of that table.
+ */
 export interface RelaySql {
+  /** Claims due rows in id order, skipping rows other relays hold. */
   claim: string;
+  /** Claims due rows of the leased partitions, never overtaking an earlier row of a key. */
   claimOrdered: string;
-  complete: string;
+  /** Deletes settled rows: confirmed ones and those moved to the dead letters. */
+  remove: string;
+  /** Pushes failed rows back with their next attempt's delay and the error. */
   retry: string;
-  deadLetter: string;
+  /** Rows waiting and the age of the oldest. */
   backlog: string;
 }
 
@@ -32,7 +39,6 @@ const COLUMNS = `o.id, o.message_id, o.type, o.exchange, o.routing_key, o.key, o
 /** Builds the relay's SQL for `schema`. */
 export function relaySql(schema: string): RelaySql {
   const outbox = `${quoteIdentifier(schema)}.outbox`;
-  const deadLetters = `${quoteIdentifier(schema)}.dead_letters`;
   return {
     // $1 batch size. Rows of other relays' batches are skipped, never waited for.
     claim: `SELECT ${COLUMNS} FROM ${outbox} o WHERE o.available_at <= now() ORDER BY o.id LIMIT $1 FOR UPDATE SKIP LOCKED`,
@@ -45,18 +51,11 @@ export function relaySql(schema: string): RelaySql {
         AND (o.key IS NULL OR NOT EXISTS (
           SELECT 1 FROM ${outbox} p WHERE p.key = o.key AND p.id < o.id AND p.available_at > now()))
       ORDER BY o.id LIMIT $1 FOR UPDATE OF o`,
-    complete: `DELETE FROM ${outbox} WHERE id = ANY($1::bigint[])`,
+    // $1 ids
+    remove: `DELETE FROM ${outbox} WHERE id = ANY($1::bigint[])`,
     // $1 ids, $2 delays in ms, $3 errors
     retry: `UPDATE ${outbox} o SET attempts = o.attempts + 1, available_at = now() + d.delay_ms * interval '1 millisecond', last_error = d.error
       FROM unnest($1::bigint[], $2::int[], $3::text[]) AS d(id, delay_ms, error) WHERE o.id = d.id`,
-    // $1 ids, $2 reasons, $3 errors, $4 fingerprints. Moves rows into the store in one statement.
-    deadLetter: `WITH moved AS (DELETE FROM ${outbox} WHERE id = ANY($1::bigint[]) RETURNING *)
-      INSERT INTO ${deadLetters} AS dl (message_id, source, reason, error, attempts, type, exchange, routing_key, key, headers, payload, fingerprint)
-      SELECT m.message_id, 'relay', d.reason, d.error, m.attempts + 1, m.type, m.exchange, m.routing_key, m.key, m.headers, m.payload, d.fingerprint
-      FROM moved m JOIN unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS d(id, reason, error, fingerprint) ON m.id = d.id
-      ON CONFLICT (source, message_id) DO UPDATE SET reason = excluded.reason, error = excluded.error,
-        attempts = dl.attempts + excluded.attempts, last_failed_at = now(), payload = excluded.payload,
-        headers = excluded.headers, fingerprint = excluded.fingerprint, replayed_at = NULL`,
     backlog: `SELECT count(*)::int AS rows, coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS oldest_age FROM ${outbox}`,
   };
 }

@@ -1,8 +1,8 @@
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import { defineMessage } from '@mailroom/core';
 import { enqueue } from '@mailroom/outbox';
-import { createTestBroker, createTestDatabase, waitFor, type TestBroker, type TestDatabase } from '../../../test/helpers.js';
+import { createTestBroker, createTestDatabase, type TestBroker, type TestDatabase } from '../../../test/helpers.js';
 import { outboxCount, startRelayProcess } from './relay-process.js';
 
 let db: TestDatabase;
@@ -40,9 +40,8 @@ it('a relay killed after the broker confirmed a batch but before its commit lose
   expect(await outboxCount(db.pool, db.schema)).toBe(50);
 
   const second = startRelayProcess(db.schema, { MAILROOM_BATCH_SIZE: '20' });
-  await waitFor(async () => (await outboxCount(db.pool, db.schema)) === 0, {
-    what: 'the restarted relay to drain the outbox',
-  });
+  // The restarted relay drains the outbox.
+  await vi.waitFor(async () => expect(await outboxCount(db.pool, db.schema)).toBe(0), { timeout: 30_000, interval: 50 });
   second.kill('SIGTERM');
   expect((await second.exited).code).toBe(0);
 

@@ -1,16 +1,8 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
-import { defineMessage, type OutgoingMessage } from '@mailroom/core';
+import { DEAD_LETTER_REASON, defineMessage, type OutgoingMessage } from '@mailroom/core';
 import { createRelay, enqueue, type Relay } from '@mailroom/outbox';
-import {
-  createTestBroker,
-  createTestDatabase,
-  startTcpProxy,
-  testUrls,
-  waitFor,
-  type TestBroker,
-  type TestDatabase,
-} from '../../../test/helpers.js';
+import { createTestBroker, createTestDatabase, startTcpProxy, testUrls, type TestBroker, type TestDatabase } from '../../../test/helpers.js';
 import { outboxCount } from './relay-process.js';
 
 let broker: TestBroker;
@@ -53,6 +45,23 @@ async function setup(relayOptions: Partial<Parameters<typeof createRelay>[0]> = 
 const Event = (exchange: string, routingKey?: string) =>
   defineMessage('fault.event', z.object({ n: z.number() }), routingKey === undefined ? { exchange } : { exchange, routingKey });
 
+/** The outbox rows of `ids` still waiting: their attempts and last error. */
+async function waiting(db: TestDatabase, ids: string[]): Promise<Array<{ message_id: string; attempts: number; last_error: string | null }>> {
+  const result = await db.pool.query(`SELECT message_id, attempts, last_error FROM "${db.schema}".outbox WHERE message_id = ANY($1::uuid[])`, [ids]);
+  return result.rows as Array<{ message_id: string; attempts: number; last_error: string | null }>;
+}
+
+/** Whether the dead letters hold `messageId` (with `reason`, when given). */
+async function isDeadLetter(db: TestDatabase, messageId: string, reason?: string): Promise<boolean> {
+  const result = await db.pool.query(`SELECT 1 FROM "${db.schema}".dead_letters WHERE message_id = $1 AND ($2::text IS NULL OR reason = $2)`, [
+    messageId,
+    reason ?? null,
+  ]);
+  return (result.rowCount ?? 0) === 1;
+}
+
+const WAIT = { timeout: 30_000, interval: 50 };
+
 describe('broker faults', () => {
   it('a nacked publish stays in the outbox, is retried with backoff and published once the queue has room', async () => {
     const exchange = broker.name('nack');
@@ -62,17 +71,21 @@ describe('broker faults', () => {
     const messages = Array.from({ length: 20 }, (_, n) => Event(exchange).create({ n }));
     await relay.start();
     await add(messages);
-    await waitFor(() => relay.counters().nacked >= 15, { what: '15 nacks' });
-    const waiting = await db.pool.query(`SELECT attempts, last_error FROM "${db.schema}".outbox`);
-    expect(waiting.rows.length).toBe(15);
-    for (const row of waiting.rows as Array<{ attempts: number; last_error: string }>) {
-      expect(row.attempts).toBeGreaterThanOrEqual(1);
-      expect(row.last_error).toMatch(/nack/);
-    }
+    // The state in the database, not a counter: a counter may move before its batch committed.
+    await vi.waitFor(async () => {
+      const rows = await waiting(db, messages.map((m) => m.messageId));
+      expect(rows.length).toBe(15);
+      for (const row of rows) {
+        expect(row.attempts).toBeGreaterThanOrEqual(1);
+        expect(row.last_error).toMatch(/nack/);
+      }
+    }, WAIT);
+    // Stats count a batch once its COMMIT returned, a moment after its rows became visible.
+    await vi.waitFor(() => expect(relay.stats.nacked).toBeGreaterThanOrEqual(15), WAIT);
     // Heal: a consumer frees the queue, the retries get through.
     const received = broker.collect(queue);
     await received.waitForCount(20);
-    await waitFor(async () => (await outboxCount(db.pool, db.schema)) === 0, { what: 'empty outbox' });
+    await vi.waitFor(async () => expect(await outboxCount(db.pool, db.schema)).toBe(0), WAIT);
     expect(new Set(received.ids())).toEqual(new Set(messages.map((m) => m.messageId)));
     await received.stop();
   });
@@ -81,11 +94,21 @@ describe('broker faults', () => {
     const exchange = broker.name('unroutable');
     const routed = await broker.queueFor(exchange, 'routed.#');
     const { db, relay, add } = await setup({ maxUnroutableAttempts: 4 });
+    const deadLettered: Array<{ messageId: string; reason: string }> = [];
+    relay.on('deadLettered', (d) => deadLettered.push(d));
     const late = Event(exchange, 'late.bound').create({ n: 1 });
     const never = Event(exchange, 'never.bound').create({ n: 2 });
     await relay.start();
     await add([late, never]);
-    await waitFor(() => relay.counters().returned >= 2, { what: 'returns' });
+    // Both were returned at least once: each is waiting with an attempt counted, or already dead.
+    await vi.waitFor(async () => {
+      const rows = await waiting(db, [late.messageId, never.messageId]);
+      for (const m of [late, never]) {
+        const row = rows.find((r) => r.message_id === m.messageId);
+        if (row === undefined) expect(await isDeadLetter(db, m.messageId)).toBe(true);
+        else expect(row.attempts).toBeGreaterThanOrEqual(1);
+      }
+    }, WAIT);
     // Other rows keep flowing meanwhile.
     const received = broker.collect(routed);
     const flowing = Array.from({ length: 10 }, (_, n) => Event(exchange, 'routed.x').create({ n }));
@@ -98,15 +121,14 @@ describe('broker faults', () => {
     expect((lateRow.rowCount ?? 0) + (lateDead.rowCount ?? 0)).toBe(1);
 
     // The one that never gets a binding becomes a dead letter with the reason.
-    await waitFor(async () => ((await db.pool.query(`SELECT 1 FROM "${db.schema}".dead_letters WHERE message_id = $1`, [never.messageId])).rowCount ?? 0) === 1, {
-      what: 'the unroutable row in dead_letters',
-    });
+    await vi.waitFor(async () => expect(await isDeadLetter(db, never.messageId)).toBe(true), WAIT);
     const dead = await db.pool.query(`SELECT source, reason, error, attempts, routing_key, payload FROM "${db.schema}".dead_letters WHERE message_id = $1`, [
       never.messageId,
     ]);
-    expect(dead.rows[0]).toMatchObject({ source: 'relay', reason: 'unroutable', attempts: 4, routing_key: 'never.bound', payload: { n: 2 } });
+    expect(dead.rows[0]).toMatchObject({ source: 'relay', reason: DEAD_LETTER_REASON.unroutable, attempts: 4, routing_key: 'never.bound', payload: { n: 2 } });
     expect((dead.rows[0] as { error: string }).error).toMatch(/NO_ROUTE/);
-    expect(relay.counters().deadLettered).toBeGreaterThanOrEqual(1);
+    await vi.waitFor(() => expect(relay.stats.deadLettered).toBeGreaterThanOrEqual(1), WAIT);
+    await vi.waitFor(() => expect(deadLettered).toContainEqual(expect.objectContaining({ messageId: never.messageId, reason: DEAD_LETTER_REASON.unroutable })), WAIT);
   });
 
   it('a row bound late is published once the binding exists', async () => {
@@ -115,12 +137,17 @@ describe('broker faults', () => {
     const late = Event(exchange, 'late.bound').create({ n: 1 });
     await relay.start();
     await add([late]);
-    await waitFor(() => relay.counters().returned >= 2, { what: 'two returns' });
+    // Returned twice: the row is waiting with two attempts counted.
+    await vi.waitFor(async () => {
+      const [row] = await waiting(db, [late.messageId]);
+      expect(row?.attempts).toBeGreaterThanOrEqual(2);
+      expect(row?.last_error).toMatch(/NO_ROUTE/);
+    }, WAIT);
     const queue = await broker.queueFor(exchange, 'late.#');
     const received = broker.collect(queue);
     await received.waitForCount(1);
     expect(received.ids()).toEqual([late.messageId]);
-    await waitFor(async () => (await outboxCount(db.pool, db.schema)) === 0, { what: 'empty outbox' });
+    await vi.waitFor(async () => expect(await outboxCount(db.pool, db.schema)).toBe(0), WAIT);
     await received.stop();
   });
 
@@ -132,9 +159,7 @@ describe('broker faults', () => {
     const big = Big.create({ blob: 'x'.repeat(4096) });
     await relay.start();
     await add([big]);
-    await waitFor(async () => ((await db.pool.query(`SELECT 1 FROM "${db.schema}".dead_letters WHERE message_id = $1 AND reason = 'too_large'`, [big.messageId])).rowCount ?? 0) === 1, {
-      what: 'the oversized row in dead_letters',
-    });
+    await vi.waitFor(async () => expect(await isDeadLetter(db, big.messageId, DEAD_LETTER_REASON.oversized)).toBe(true), WAIT);
     expect(await outboxCount(db.pool, db.schema)).toBe(0);
   });
 
@@ -159,12 +184,12 @@ describe('broker faults', () => {
     await new Promise((r) => setTimeout(r, 700));
     expect(relay.ready).toBe(false);
     proxy.setDown(false);
-    await waitFor(async () => (await outboxCount(db.pool, db.schema)) === 0, { what: 'empty outbox after the link healed', timeoutMs: 45_000 });
-    await waitFor(() => new Set(received.ids()).size === messages.length, { what: 'every message received' });
+    await vi.waitFor(async () => expect(await outboxCount(db.pool, db.schema)).toBe(0), { timeout: 45_000, interval: 50 });
+    await vi.waitFor(() => expect(new Set(received.ids()).size).toBe(messages.length), WAIT);
     expect(new Set(received.ids())).toEqual(new Set(messages.map((m) => m.messageId)));
     // The batch in flight failed (and was retried), it was not silently lost.
-    expect(relay.counters().failed).toBeGreaterThan(0);
-    expect(failures.length + relay.counters().failed).toBeGreaterThan(0);
+    expect(relay.stats.failed).toBeGreaterThan(0);
+    expect(failures.length + relay.stats.failed).toBeGreaterThan(0);
     await received.stop();
   });
 });

@@ -1,8 +1,9 @@
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import { defineMessage } from '@mailroom/core';
+import { deliveryKey } from '@mailroom/core/internal';
 import { enqueue } from '@mailroom/outbox';
-import { createTestBroker, createTestDatabase, waitFor, type TestBroker, type TestDatabase } from '../../../test/helpers.js';
+import { createTestBroker, createTestDatabase, type TestBroker, type TestDatabase } from '../../../test/helpers.js';
 import { partitionLockClass } from '../src/names.js';
 import { metricValue, outboxCount, startRelayProcess, type RelayProcess } from './relay-process.js';
 
@@ -41,7 +42,7 @@ it('two relays in ordering mode deliver every key in outbox order, and one takes
   relays.push(startRelayProcess(db.schema, env), startRelayProcess(db.schema, env));
   await Promise.all(relays.map((r) => r.port()));
   // Both relays hold a share of the partitions.
-  await waitFor(async () => (await holders()).length === 2, { what: 'two relays holding partitions', timeoutMs: 15_000 });
+  await vi.waitFor(async () => expect((await holders()).length).toBe(2), { timeout: 15_000, interval: 50 });
 
   // Producers commit concurrently; each owns some keys and commits one event per key per transaction.
   const expected = new Map<string, string[]>();
@@ -70,7 +71,7 @@ it('two relays in ordering mode deliver every key in outbox order, and one takes
 
   // Kill one relay in the middle of the run.
   const distinct = (): number => new Set(received.ids()).size;
-  await waitFor(() => distinct() >= (KEYS * PER_KEY) / 3, { what: 'a third of the events', timeoutMs: 60_000 });
+  await vi.waitFor(() => expect(distinct()).toBeGreaterThanOrEqual((KEYS * PER_KEY) / 3), { timeout: 60_000, interval: 50 });
   const [victim, survivor] = relays as [RelayProcess, RelayProcess];
   const victimPublished = metricValue(await victim.metrics(), 'mailroom_relay_published_total');
   const survivorPublishedBefore = metricValue(await survivor.metrics(), 'mailroom_relay_published_total');
@@ -82,10 +83,10 @@ it('two relays in ordering mode deliver every key in outbox order, and one takes
   expect(distinct()).toBeLessThan(KEYS * PER_KEY);
   await producing;
 
-  await waitFor(() => distinct() === KEYS * PER_KEY, { what: `all ${KEYS * PER_KEY} events (have ${distinct()})`, timeoutMs: 90_000 });
-  await waitFor(async () => (await outboxCount(db.pool, db.schema)) === 0, { what: 'empty outbox' });
+  await vi.waitFor(() => expect(distinct()).toBe(KEYS * PER_KEY), { timeout: 90_000, interval: 100 });
+  await vi.waitFor(async () => expect(await outboxCount(db.pool, db.schema)).toBe(0), { timeout: 30_000, interval: 50 });
   // The survivor took every partition over.
-  await waitFor(async () => JSON.stringify(await holders()) === JSON.stringify([64]), { what: 'the survivor holding all 64 partitions' });
+  await vi.waitFor(async () => expect(await holders()).toEqual([64]), { timeout: 30_000, interval: 50 });
   expect(metricValue(await survivor.metrics(), 'mailroom_relay_published_total')).toBeGreaterThan(survivorPublishedBefore);
 
   // Per key, the first delivery of each event follows outbox order (duplicates after the kill are allowed).
@@ -104,7 +105,7 @@ it('two relays in ordering mode deliver every key in outbox order, and one takes
   const outOfOrder = [...firstSeen].filter(([, seqs]) => seqs.some((s, i) => s !== i)).map(([k]) => k);
   expect(outOfOrder).toEqual([]);
   for (const [key, ids] of expected) {
-    const got = received.messages.filter((m) => m.properties.headers?.['x-mailroom-key'] === key).map((m) => String(m.properties.messageId));
+    const got = received.messages.filter((m) => deliveryKey(m) === key).map((m) => String(m.properties.messageId));
     expect(new Set(got)).toEqual(new Set(ids));
   }
   await received.stop();

@@ -1,8 +1,8 @@
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import { defineMessage } from '@mailroom/core';
 import { createRelay, enqueue, type Relay } from '@mailroom/outbox';
-import { createTestBroker, createTestDatabase, testUrls, waitFor, type TestBroker, type TestDatabase } from '../../../test/helpers.js';
+import { createTestBroker, createTestDatabase, testUrls, type TestBroker, type TestDatabase } from '../../../test/helpers.js';
 import { outboxCount } from './relay-process.js';
 
 const PRODUCERS = 8;
@@ -58,14 +58,14 @@ it('eight producers committing concurrently while two relays run: every committe
   };
   await Promise.all(Array.from({ length: PRODUCERS }, (_, p) => produce(p)));
   expect(rolledBack.size).toBeGreaterThan(0);
-  await waitFor(() => new Set(received.ids()).size >= committed.size, { what: `${committed.size} events` });
-  await waitFor(async () => (await outboxCount(db.pool, db.schema)) === 0, { what: 'empty outbox' });
+  await vi.waitFor(() => expect(new Set(received.ids()).size).toBeGreaterThanOrEqual(committed.size), { timeout: 30_000, interval: 50 });
+  await vi.waitFor(async () => expect(await outboxCount(db.pool, db.schema)).toBe(0), { timeout: 30_000, interval: 50 });
   await new Promise((r) => setTimeout(r, 300));
   const ids = received.ids();
   expect(new Set(ids)).toEqual(committed);
   expect(ids.filter((id) => rolledBack.has(id))).toEqual([]);
   // Both relays did part of the work, and SKIP LOCKED kept them from publishing a row twice.
-  expect(relays.every((r) => r.counters().published > 0)).toBe(true);
+  expect(relays.every((r) => r.stats.published > 0)).toBe(true);
   expect(ids.length).toBe(committed.size);
   await received.stop();
 });

@@ -1,6 +1,7 @@
 // Starts `mailroom relay` (the built CLI) as a child process, as a sidecar would run.
 import { fileURLToPath } from 'node:url';
-import { spawnNode, testUrls, waitFor, type Child } from '../../../test/helpers.js';
+import { vi } from 'vitest';
+import { spawnNode, testUrls, type Child } from '../../../test/helpers.js';
 
 const CLI = fileURLToPath(new URL('../../cli/dist/main.js', import.meta.url));
 
@@ -23,19 +24,21 @@ export function startRelayProcess(schema: string, env: Record<string, string> = 
     MAILROOM_LOG_LEVEL: 'info',
     ...env,
   });
-  let port: number | undefined;
-  const port$ = (async () => {
-    await waitFor(
+  const port$ = vi
+    .waitFor(
       () => {
         const match = /"event":"listening","port":(\d+)/.exec(child.output());
-        if (match) port = Number(match[1]);
-        return port !== undefined || child.process.exitCode !== null || child.process.signalCode !== null;
+        if (match) return Number(match[1]);
+        // Exited without listening: stop waiting, and say so below.
+        if (child.process.exitCode !== null || child.process.signalCode !== null) return undefined;
+        throw new Error(`the relay is not listening yet:\n${child.output()}`);
       },
-      { what: 'the relay to listen', timeoutMs: 20_000 },
-    );
-    if (port === undefined) throw new Error(`relay exited before listening:\n${child.output()}`);
-    return port;
-  })();
+      { timeout: 20_000, interval: 50 },
+    )
+    .then((port) => {
+      if (port === undefined) throw new Error(`relay exited before listening:\n${child.output()}`);
+      return port;
+    });
   // A process that is expected to fail never listens: that is not an unhandled error.
   port$.catch(() => undefined);
   return {

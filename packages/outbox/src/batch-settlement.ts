@@ -1,0 +1,125 @@
+import { DEAD_LETTER_REASON, type DeadLetterReason } from '@mailroom/core';
+import { backoffDelay, writeDeadLetters, type DeadLetterRecord, type Executor } from '@mailroom/core/internal';
+import type { RowOutcome } from './publish-rows.js';
+import type { OutboxRow, RelaySql } from './relay-sql.js';
+
+/** The `source` of the dead letters the relay writes (a consumer's is its queue). */
+export const RELAY_SOURCE = 'relay';
+
+/** The retry and dead-letter rules a settlement follows (from the relay's options). */
+export interface SettlementPolicy {
+  /** Attempts after which a row the broker keeps returning becomes a dead letter. */
+  maxUnroutableAttempts: number;
+  retryInitialDelayMs: number;
+  retryMaxDelayMs: number;
+}
+
+/** A dead letter the settlement wrote, for the events and the metrics once it committed. */
+export interface SettledDeadLetter {
+  messageId: string;
+  reason: DeadLetterReason;
+  error: string;
+}
+
+/**
+ * What one batch's settlement wrote inside the batch transaction. Nothing in it is counted or
+ * announced until that transaction committed.
+ */
+export interface Settlement {
+  claimed: number;
+  /** Rows confirmed and deleted. */
+  published: number;
+  returned: number;
+  nacked: number;
+  failed: number;
+  /** Rows left for a retry. */
+  retried: number;
+  /** The first retry error, for the log. */
+  firstRetryError: string | undefined;
+  deadLetters: SettledDeadLetter[];
+  /** Seconds from each published row's insert to its confirm. */
+  latencies: number[];
+}
+
+/**
+ * Settles a published batch inside its transaction: deletes the confirmed rows and the rows that
+ * become dead letters from the outbox (one statement), pushes the others back with a backoff
+ * delay, and hands the dead ones to core's `writeDeadLetters`, the one writer of `dead_letters`.
+ */
+export async function settleBatch(
+  db: Executor,
+  schema: string,
+  sql: RelaySql,
+  rows: readonly OutboxRow[],
+  outcomes: readonly RowOutcome[],
+  policy: SettlementPolicy,
+): Promise<Settlement> {
+  const settlement: Settlement = {
+    claimed: rows.length,
+    published: 0,
+    returned: 0,
+    nacked: 0,
+    failed: 0,
+    retried: 0,
+    firstRetryError: undefined,
+    deadLetters: [],
+    latencies: [],
+  };
+  const removed: string[] = [];
+  const retry = { ids: [] as string[], delays: [] as number[], errors: [] as string[] };
+  const dead: DeadLetterRecord[] = [];
+  const now = Date.now();
+  const failedAt = new Date(now);
+  rows.forEach((row, i) => {
+    const outcome = outcomes[i] as RowOutcome;
+    if (outcome.kind === 'skipped') return;
+    if (outcome.kind === 'confirmed') {
+      removed.push(row.id);
+      settlement.published++;
+      settlement.latencies.push(Math.max(0, now - row.created_ms) / 1000);
+      return;
+    }
+    if (outcome.kind === 'returned') settlement.returned++;
+    else if (outcome.kind === 'nacked') settlement.nacked++;
+    else if (outcome.kind === 'failed') settlement.failed++;
+    const attempts = row.attempts + 1;
+    const reason = deadLetterReason(outcome, attempts, policy);
+    if (reason === undefined) {
+      retry.ids.push(row.id);
+      // Jitter, so rows that failed together do not come back together.
+      retry.delays.push(backoffDelay({ initialMs: policy.retryInitialDelayMs, maxMs: policy.retryMaxDelayMs, jitter: 0.2 }, attempts));
+      retry.errors.push(outcome.error);
+      return;
+    }
+    removed.push(row.id);
+    settlement.deadLetters.push({ messageId: row.message_id, reason, error: outcome.error });
+    dead.push({
+      messageId: row.message_id,
+      source: RELAY_SOURCE,
+      reason,
+      error: outcome.error,
+      attempts,
+      failedAt,
+      type: row.type,
+      exchange: row.exchange,
+      routingKey: row.routing_key,
+      key: row.key,
+      headersJson: row.headers,
+      payloadJson: row.payload,
+      body: null,
+    });
+  });
+  if (removed.length > 0) await db.query(sql.remove, [removed]);
+  if (retry.ids.length > 0) await db.query(sql.retry, [retry.ids, retry.delays, retry.errors]);
+  await writeDeadLetters(db, schema, dead);
+  settlement.retried = retry.ids.length;
+  settlement.firstRetryError = retry.errors[0];
+  return settlement;
+}
+
+/** A row that can never be published becomes a dead letter; anything else is retried. */
+function deadLetterReason(outcome: Exclude<RowOutcome, { kind: 'confirmed' | 'skipped' }>, attempts: number, policy: SettlementPolicy): DeadLetterReason | undefined {
+  if (outcome.kind === 'overLimit') return DEAD_LETTER_REASON.oversized;
+  if (outcome.kind === 'returned' && attempts >= policy.maxUnroutableAttempts) return DEAD_LETTER_REASON.unroutable;
+  return undefined;
+}
