@@ -1,78 +1,69 @@
+import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Channel, ConsumeMessage, Message } from 'amqplib';
+import type { Channel, ConsumeMessage } from 'amqplib';
+import { describeError, silentLogger, type AmqpConnection, type Logger } from '@mailroom/core';
 import {
   AmqpSubscription,
-  DEFAULT_SCHEMA,
-  WIRE_HEADERS,
   crashPoint,
+  decodeDeadLetter,
+  declareDeadLetterTopology,
+  parseConfig,
   resolveAmqpConnection,
-  describeError,
-  isUuid,
-  silentLogger,
-  type AmqpConnection,
-  type Logger,
-  type Queryable,
-} from '@mailroom/core';
-import { DEAD_LETTER_HEADERS, deriveMessageId } from './dead-letter-headers.js';
-import { createDeadLetterStore, type DeadLetterStore, type NewDeadLetter } from './dead-letter-store.js';
-import { declareDeadLetterTopology, resolveDeadLetterTopology, type DeadLetterTopology } from './topology.js';
+  validateIdentifier,
+} from '@mailroom/core/internal';
+import type { NewDeadLetter } from './dead-letter.js';
+import { deadLetterSinkOptionsSchema, type DeadLetterSinkOptions } from './dead-letter-sink-options.js';
+import { createDeadLetterStore, type DeadLetterStore } from './dead-letter-store.js';
 
-/** Options of {@link createDeadLetterSink}. */
-export interface DeadLetterSinkOptions {
-  /** A pg Pool or a kysely instance; dead letters are written to `<schema>.dead_letters`. */
-  db: Queryable;
-  /** The schema of mailroom's tables. Default: `mailroom`. */
-  schema?: string;
-  /** A RabbitMQ URL (the sink opens and closes its own connection) or a shared connection. */
-  amqp: string | AmqpConnection;
-  /** The dead-letter exchange and queue to drain. Default: `mailroom.dead-letters` for both. */
-  topology?: DeadLetterTopology;
-  /** Unacknowledged dead letters in flight. Default: 20. */
-  prefetch?: number;
-  /** Where problems are logged. Default: silent. */
-  logger?: Logger;
+/** What the sink says about one dead letter. */
+export interface StoredDeadLetterInfo {
+  messageId: string;
+  /** The consumer's queue that gave up on it. */
+  source: string;
+  reason: string;
 }
 
-const BOOKKEEPING = new Set<string>(Object.values(DEAD_LETTER_HEADERS));
+/** Events of a {@link DeadLetterSink}. */
+export interface DeadLetterSinkEvents {
+  /** A dead letter's row committed (it is acked right after). */
+  stored: [info: StoredDeadLetterInfo];
+  /** A dead letter could not be stored; it goes back to the queue after a pause. */
+  storeFailed: [info: StoredDeadLetterInfo & { error: string }];
+}
+
+/** Counts of a {@link DeadLetterSink} since it was made, each counted after its commit. */
+export interface DeadLetterSinkStats {
+  /** Dead letters stored (a redelivered one counts again; its row is the same). */
+  stored: number;
+  /** Attempts to store a dead letter that failed; the message went back to the queue. */
+  failures: number;
+}
+
+/**
+ * Drains the broker-side dead-letter queue into the `dead_letters` table. At least once and
+ * idempotent: a message is acked only after its row is committed, and a redelivered one updates
+ * the same (source, message id) row. Resubscribes after a lost connection or channel. Hand it
+ * to a consumer as `deadLetters.sink`, or run it alone (`mailroom dlq sink`).
+ */
+export interface DeadLetterSink extends EventEmitter<DeadLetterSinkEvents> {
+  /** The queue it drains. */
+  readonly queue: string;
+  /** Counts since it was made. */
+  readonly stats: DeadLetterSinkStats;
+  /** Declares the topology and starts draining; resolves once subscribed. */
+  start(): Promise<void>;
+  /** Stops draining and waits for the dead letters in flight. Always resolves. */
+  stop(): Promise<void>;
+  /** Same as `stop()`. */
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
-function headerString(headers: Record<string, unknown>, name: string): string | null {
-  const value = headers[name];
-  if (typeof value === 'string') return value;
-  if (Buffer.isBuffer(value)) return value.toString('utf8');
-  return null;
-}
-
-/** Reads a dead letter from a message on the dead-letter queue (as the consumer published it). */
-export function deadLetterFromMessage(message: Message): NewDeadLetter {
-  const headers = (message.properties.headers ?? {}) as Record<string, unknown>;
-  const source = headerString(headers, DEAD_LETTER_HEADERS.source) ?? 'unknown';
-  const rawId: unknown = message.properties.messageId;
-  const messageId = isUuid(rawId)
-    ? rawId.toLowerCase()
-    : deriveMessageId({
-        source,
-        rawMessageId: headerString(headers, DEAD_LETTER_HEADERS.originalMessageId) ?? (typeof rawId === 'string' ? rawId : null),
-        body: message.content,
-      });
-  const failedAt = new Date(headerString(headers, DEAD_LETTER_HEADERS.failedAt) ?? Date.now());
-  const attempts = Number(headers[WIRE_HEADERS.attempts] ?? 0);
-  const kept: Record<string, unknown> = {};
-  for (const [name, value] of Object.entries(headers)) if (!BOOKKEEPING.has(name)) kept[name] = value;
-  const deadLetter: NewDeadLetter = {
-    messageId,
-    source,
-    reason: headerString(headers, DEAD_LETTER_HEADERS.reason) ?? 'unknown',
-    error: headerString(headers, DEAD_LETTER_HEADERS.error),
-    attempts: Number.isFinite(attempts) ? Math.max(0, Math.trunc(attempts)) : 0,
-    failedAt: Number.isNaN(failedAt.getTime()) ? new Date() : failedAt,
-    type: typeof message.properties.type === 'string' ? message.properties.type : null,
-    exchange: headerString(headers, DEAD_LETTER_HEADERS.originalExchange),
-    routingKey: headerString(headers, DEAD_LETTER_HEADERS.originalRoutingKey),
-    key: headerString(headers, WIRE_HEADERS.key),
-    headers: kept,
-    body: message.content,
-  };
+/** A dead letter from a message on the dead-letter queue: the codec's reading plus the body. */
+function deadLetterOf(message: ConsumeMessage): NewDeadLetter {
+  const { sealed: _sealed, ...decoded } = decodeDeadLetter(message);
+  const deadLetter: NewDeadLetter = { ...decoded, body: message.content };
   try {
     deadLetter.payload = JSON.parse(utf8.decode(message.content)) as unknown;
   } catch {
@@ -81,29 +72,25 @@ export function deadLetterFromMessage(message: Message): NewDeadLetter {
   return deadLetter;
 }
 
-/**
- * Drains the broker-side dead-letter queue into the `dead_letters` table. At least once and
- * idempotent: a message is acked only after its row is committed, and a redelivered one updates
- * the same (source, message id) row. Resubscribes after a lost connection or channel.
- */
-export class DeadLetterSink {
-  readonly #options: DeadLetterSinkOptions;
+class QueueSink extends EventEmitter<DeadLetterSinkEvents> implements DeadLetterSink {
+  readonly queue: string;
   readonly #store: DeadLetterStore;
-  readonly #topology: Required<DeadLetterTopology>;
   readonly #connection: AmqpConnection;
   readonly #ownsConnection: boolean;
   readonly #logger: Logger;
   readonly #subscription: AmqpSubscription<Channel>;
   readonly #inFlight = new Set<Promise<void>>();
   #stored = 0;
+  #failures = 0;
 
-  /** Use {@link createDeadLetterSink}. */
   constructor(options: DeadLetterSinkOptions) {
-    this.#options = options;
-    this.#store = createDeadLetterStore({ db: options.db, schema: options.schema ?? DEFAULT_SCHEMA });
-    this.#topology = resolveDeadLetterTopology(options.topology);
-    this.#logger = options.logger ?? silentLogger;
-    ({ connection: this.#connection, owned: this.#ownsConnection } = resolveAmqpConnection(options.amqp, {
+    super();
+    const o = parseConfig(deadLetterSinkOptionsSchema, options, 'dead-letter sink options');
+    validateIdentifier(o.schema);
+    this.queue = o.topology.queue;
+    this.#store = createDeadLetterStore({ db: o.db, schema: o.schema });
+    this.#logger = o.logger ?? silentLogger;
+    ({ connection: this.#connection, owned: this.#ownsConnection } = resolveAmqpConnection(o.amqp, {
       name: 'mailroom-dead-letter-sink',
       logger: this.#logger,
     }));
@@ -113,9 +100,9 @@ export class DeadLetterSink {
       logger: this.#logger,
       open: (connection) => connection.createChannel(),
       setup: async (ch) => {
-        await declareDeadLetterTopology(ch, this.#topology);
-        await ch.prefetch(this.#options.prefetch ?? 20);
-        await ch.consume(this.#topology.queue, (message) => {
+        await declareDeadLetterTopology(ch, o.topology);
+        await ch.prefetch(o.prefetch);
+        await ch.consume(o.topology.queue, (message) => {
           if (message === null) {
             // The broker cancelled us (queue deleted): start over with a fresh channel.
             ch.close().catch(() => undefined);
@@ -128,17 +115,14 @@ export class DeadLetterSink {
     });
   }
 
-  /** Dead letters stored by this sink since it started. */
-  get stored(): number {
-    return this.#stored;
+  get stats(): DeadLetterSinkStats {
+    return { stored: this.#stored, failures: this.#failures };
   }
 
-  /** Declares the topology and starts draining; resolves once subscribed. */
   async start(): Promise<void> {
     await this.#subscription.start();
   }
 
-  /** Stops draining and waits for the dead letters in flight. Always resolves. */
   async stop(): Promise<void> {
     // A resubscription waiting for a broker that is down must not hold up stop(): bounded.
     await this.#subscription.halt();
@@ -147,31 +131,27 @@ export class DeadLetterSink {
     if (this.#ownsConnection) await this.#connection.close();
   }
 
-  /** Same as {@link stop}. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.stop();
   }
 
   async #handle(channel: Channel, message: ConsumeMessage): Promise<void> {
-    const deadLetter = deadLetterFromMessage(message);
+    const deadLetter = deadLetterOf(message);
+    const info: StoredDeadLetterInfo = { messageId: deadLetter.messageId, source: deadLetter.source, reason: deadLetter.reason };
     try {
       await this.#store.record(deadLetter);
     } catch (error) {
-      if (deadLetter.payload !== undefined) {
-        // Some JSON is valid for JavaScript but not for jsonb (a \u0000 in a string): keep the
-        // raw body instead of looping on the same message forever.
-        try {
-          await this.#store.record({ ...deadLetter, payload: undefined });
-        } catch (second) {
-          await this.#giveBack(channel, message, second);
-          return;
-        }
-      } else {
-        await this.#giveBack(channel, message, error);
-        return;
+      if (deadLetter.payload === undefined) return this.#giveBack(channel, message, info, error);
+      // Some JSON is valid for JavaScript but not for jsonb (a \u0000 in a string): keep the
+      // raw body instead of looping on the same message forever.
+      try {
+        await this.#store.record({ ...deadLetter, payload: undefined });
+      } catch (second) {
+        return this.#giveBack(channel, message, info, second);
       }
     }
     this.#stored += 1;
+    this.emit('stored', info);
     crashPoint('dlq.sink.after-commit-before-ack');
     try {
       channel.ack(message);
@@ -180,8 +160,11 @@ export class DeadLetterSink {
     }
   }
 
-  async #giveBack(channel: Channel, message: ConsumeMessage, error: unknown): Promise<void> {
-    this.#logger.error('dead-letter sink could not store a dead letter; it stays on the queue', { error: describeError(error) });
+  async #giveBack(channel: Channel, message: ConsumeMessage, info: StoredDeadLetterInfo, error: unknown): Promise<void> {
+    this.#failures += 1;
+    const text = describeError(error);
+    this.#logger.error('dead-letter sink could not store a dead letter; it stays on the queue', { error: text });
+    this.emit('storeFailed', { ...info, error: text });
     // A pause so a database outage does not turn into a hot redelivery loop.
     await sleep(1000);
     try {
@@ -192,7 +175,10 @@ export class DeadLetterSink {
   }
 }
 
-/** Creates a {@link DeadLetterSink}; call `start()`. */
+/**
+ * Creates a dead-letter sink; call `start()`. Options are validated at once (unknown keys and
+ * bad values are named in one `INVALID_CONFIG` error).
+ */
 export function createDeadLetterSink(options: DeadLetterSinkOptions): DeadLetterSink {
-  return new DeadLetterSink(options);
+  return new QueueSink(options);
 }

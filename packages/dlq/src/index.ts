@@ -1,19 +1,16 @@
-export { DEAD_LETTER_HEADERS, deriveMessageId } from './dead-letter-headers.js';
-export type { DeadLetterReason } from './dead-letter-headers.js';
-export { DEFAULT_DEAD_LETTERS, declareDeadLetterTopology, resolveDeadLetterTopology } from './topology.js';
-export type { DeadLetterTopology } from './topology.js';
+// The public entry of @mailroom/dlq: the dead-letter store (inspect, replay, discard) and the
+// sink that drains the broker's dead-letter queue into it.
 export { createDeadLetterStore } from './dead-letter-store.js';
-export type {
-  DeadLetter,
-  NewDeadLetter,
-  DeadLetterGroup,
-  DeadLetterSelection,
-  DeadLetterStore,
-  DeadLetterStoreOptions,
-  ListDeadLettersOptions,
-  ReplayOptions,
-  ReplayResult,
-  SkippedReplay,
-} from './dead-letter-store.js';
-export { DeadLetterSink, createDeadLetterSink, deadLetterFromMessage } from './dead-letter-sink.js';
-export type { DeadLetterSinkOptions } from './dead-letter-sink.js';
+export type { DeadLetterStore } from './dead-letter-store.js';
+export type { DeadLetterStoreOptions } from './dead-letter-store-options.js';
+export type { DeadLetter, NewDeadLetter, DeadLetterGroup } from './dead-letter.js';
+export type { DeadLetterSelection } from './dead-letter-selection.js';
+export type { ListDeadLettersOptions } from './dead-letter-queries.js';
+export type { ReplayOptions, ReplayResult, SkippedReplay } from './dead-letter-replay.js';
+export { createDeadLetterSink } from './dead-letter-sink.js';
+export type { DeadLetterSink, DeadLetterSinkEvents, DeadLetterSinkStats, StoredDeadLetterInfo } from './dead-letter-sink.js';
+export { deadLetterSinkOptionsSchema } from './dead-letter-sink-options.js';
+export type { DeadLetterSinkOptions } from './dead-letter-sink-options.js';
+// The vocabulary callers of the store use, from core (where it is defined once).
+export { DEAD_LETTER_REASON, DEFAULT_DEAD_LETTERS } from '@mailroom/core';
+export type { DeadLetterReason, DeadLetterTopology } from '@mailroom/core';

@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MetricsRegistry } from '@mailroom/core';
-import { createDeadLetterSink, createDeadLetterStore, DEAD_LETTER_HEADERS, deriveMessageId, type DeadLetterStore } from '@mailroom/dlq';
-import { createTestBroker, createTestDatabase, testUrls, waitFor, type TestBroker, type TestDatabase } from '../../../test/helpers.js';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { DEAD_LETTER_REASON, MetricsRegistry, type DeadLetterReason } from '@mailroom/core';
+import { decodeDelivery, deriveMessageId, encodeDeadLetterCopy } from '@mailroom/core/internal';
+import { createDeadLetterSink, createDeadLetterStore, type DeadLetterStore } from '@mailroom/dlq';
+import { createTestBroker, createTestDatabase, testUrls, type TestBroker, type TestDatabase } from '../../../test/helpers.js';
 
 let db: TestDatabase;
 let broker: TestBroker;
@@ -21,26 +22,42 @@ afterAll(async () => {
   await db.close();
 });
 
+/** The copy the consumer of queue `billing` publishes when it gives up on a message (written by core's codec). */
+function deadLetterCopy(body: Buffer, messageId: string | undefined, reason: DeadLetterReason, attempt: number): ReturnType<typeof encodeDeadLetterCopy> {
+  const message = { content: body, fields: { exchange: 'events', routingKey: 'order.placed' }, properties: { messageId, type: 'order.placed', headers: {} } };
+  const delivery = { ...decodeDelivery(message, 'billing'), attempt };
+  return encodeDeadLetterCopy(message, delivery, { reason, error: 'Error: timeout after 5000 ms', source: 'billing' });
+}
+
 describe('dead-letter sink', () => {
   it('stores each dead letter once, however often it is delivered, and keeps a non-JSON or jsonb-hostile body raw', async () => {
     const sink = createDeadLetterSink({ db: db.pool, schema: db.schema, amqp: testUrls().amqpUrl, topology: { exchange: broker.name('dead'), queue: broker.name('dead') } });
     await sink.start();
     const ch = await broker.connection.createConfirmChannel();
     const id = randomUUID();
-    const headers = { [DEAD_LETTER_HEADERS.reason]: 'max-attempts', [DEAD_LETTER_HEADERS.source]: 'billing', [DEAD_LETTER_HEADERS.error]: 'Error: timeout after 5000 ms', 'x-mailroom-attempts': 5 };
-    for (let i = 0; i < 3; i++) ch.publish(broker.name('dead'), 'billing', Buffer.from('{"a":1}'), { messageId: id, type: 'order.placed', headers });
-    ch.publish(broker.name('dead'), 'billing', Buffer.from('{"s":"nul \\u0000 here"}'), { type: 'order.placed', headers: { ...headers, [DEAD_LETTER_HEADERS.reason]: 'missing-message-id' } });
+    const hostileBody = Buffer.from('{"s":"nul \\u0000 here"}');
+    for (let i = 0; i < 3; i++) ch.publish(broker.name('dead'), 'billing', Buffer.from('{"a":1}'), deadLetterCopy(Buffer.from('{"a":1}'), id, DEAD_LETTER_REASON.maxAttempts, 5));
+    ch.publish(broker.name('dead'), 'billing', hostileBody, deadLetterCopy(hostileBody, undefined, DEAD_LETTER_REASON.missingMessageId, 5));
     await ch.waitForConfirms();
-    await waitFor(() => sink.stored === 4, { what: 'four deliveries stored' });
+    // Wait on the rows, and on every delivery having been stored (counted after its commit):
+    // each redelivery is an upsert of the same row.
+    await vi.waitFor(
+      async () => {
+        expect(sink.stats.stored).toBe(4);
+        expect(await store.list({ source: 'billing' })).toHaveLength(2);
+      },
+      { timeout: 30_000, interval: 50 },
+    );
     const rows = await store.list({ source: 'billing' });
     expect(rows).toHaveLength(2);
     const once = rows.find((r) => r.messageId === id);
     expect(once).toMatchObject({ reason: 'max-attempts', attempts: 5, payload: { a: 1 }, body: null, type: 'order.placed' });
     const hostile = rows.find((r) => r.reason === 'missing-message-id');
-    expect(hostile?.messageId).toBe(deriveMessageId({ source: 'billing', rawMessageId: null, body: Buffer.from('{"s":"nul \\u0000 here"}') }));
+    expect(hostile?.messageId).toBe(deriveMessageId({ source: 'billing', rawMessageId: null, body: hostileBody }));
     expect(hostile?.payload).toBeNull();
     expect(hostile?.body?.toString()).toBe('{"s":"nul \\u0000 here"}');
     await sink.stop();
+    expect(sink.stats).toMatchObject({ stored: 4, failures: 0 });
     await ch.close();
   });
 });
@@ -70,5 +87,31 @@ describe('dead-letter store', () => {
     const registry = new MetricsRegistry();
     store.registerMetrics(registry);
     expect(await registry.render()).toMatch(/mailroom_dead_letters\{group="[0-9a-f]{16}",reason="invalid-payload",source="shipping"\} 1/);
+  });
+
+  it('a new failure after a replay makes the dead letter pending again', async () => {
+    const messageId = randomUUID();
+    const failedAt = new Date(Date.now() - 60_000);
+    const failure = { messageId, source: 'invoicing', reason: 'max-attempts', error: 'Error: ledger locked', type: 'order.placed', exchange: 'events', routingKey: 'order.placed', payload: { orderId: 'o-1' } } as const;
+    const pendingIds = async (): Promise<string[]> => (await store.list({ source: 'invoicing', pendingOnly: true })).map((d) => d.messageId);
+    const group = async (): Promise<unknown> => (await store.groups()).find((g) => g.source === 'invoicing');
+    await store.record({ ...failure, failedAt });
+    expect(await store.replay({ ids: [messageId] })).toMatchObject({ count: 1, messageIds: [messageId] });
+    const replayedAt = (await store.show(messageId))?.replayedAt;
+    expect(replayedAt).toBeInstanceOf(Date);
+    expect(await pendingIds()).toEqual([]);
+    expect(await group()).toMatchObject({ count: 1, pending: 0 });
+
+    // A redelivered copy of the failure from before the replay changes nothing: still replayed.
+    await store.record({ ...failure, failedAt });
+    expect((await store.show(messageId))?.replayedAt).toEqual(replayedAt);
+    expect(await pendingIds()).toEqual([]);
+
+    // The replayed message fails again, after the replay: pending again, in the list and the groups.
+    const later = new Date((replayedAt as Date).getTime() + 1000);
+    await store.record({ ...failure, attempts: 3, failedAt: later });
+    expect(await store.show(messageId)).toMatchObject({ replayedAt: null, attempts: 3, lastFailedAt: later, firstFailedAt: failedAt });
+    expect(await pendingIds()).toEqual([messageId]);
+    expect(await group()).toMatchObject({ count: 1, pending: 1 });
   });
 });

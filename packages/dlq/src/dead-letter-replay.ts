@@ -1,0 +1,122 @@
+import type { OutgoingMessage } from '@mailroom/core';
+import { inTransaction, replayHeaders, type Executor } from '@mailroom/core/internal';
+import { enqueue } from '@mailroom/outbox';
+import type { DeadLetter } from './dead-letter.js';
+import { DEAD_LETTER_COLUMNS, toDeadLetter, type DeadLetterRow } from './dead-letter-row.js';
+import { selectionWhere, type DeadLetterSelection } from './dead-letter-selection.js';
+import { assertWithinRetention, occurredAtOfDeadLetter } from './replay-retention-check.js';
+import type { StoreContext } from './store-context.js';
+
+/** Options of `DeadLetterStore.replay`. */
+export interface ReplayOptions extends DeadLetterSelection {
+  /** Say what would be replayed, change nothing. Default: false. */
+  dryRun?: boolean;
+  /**
+   * Replay even when a message is older than the shortest inbox retention window: a consumer
+   * that already handled it may have forgotten that and handle it again. Default: false.
+   */
+  force?: boolean;
+}
+
+/** A dead letter a replay left alone, and why. */
+export interface SkippedReplay {
+  /** The row id. */
+  id: string;
+  /** The message id. */
+  messageId: string;
+  /** Why it was not replayed. */
+  why: string;
+}
+
+/** What `DeadLetterStore.replay` did (or would do, with `dryRun`). */
+export interface ReplayResult {
+  /** How many messages went back into the outbox (or would). Loop while it is not zero. */
+  count: number;
+  /** The message ids replayed. */
+  messageIds: string[];
+  /** Rows left alone. */
+  skipped: SkippedReplay[];
+  /** True for a dry run. */
+  dryRun: boolean;
+}
+
+/** The rows that can go through the outbox, one per message id; the others are added to `skipped`. */
+function replayable(deadLetters: readonly DeadLetter[], skipped: SkippedReplay[]): Map<string, DeadLetter> {
+  const skip = (dl: DeadLetter, why: string): void => {
+    skipped.push({ id: dl.id, messageId: dl.messageId, why });
+  };
+  const candidates: DeadLetter[] = [];
+  for (const dl of deadLetters) {
+    if (dl.type === null) skip(dl, 'the message type is unknown');
+    else if (dl.payload === null) skip(dl, 'the body is not JSON, so it cannot go through the outbox');
+    else if (dl.exchange === null || dl.routingKey === null) skip(dl, 'the exchange or routing key is unknown');
+    else candidates.push(dl);
+  }
+  // The same message id twice in one replay (it failed in two consumers) is sent once.
+  const unique = new Map<string, DeadLetter>();
+  for (const dl of candidates) {
+    if (unique.has(dl.messageId)) skip(dl, 'the same message is replayed from another row');
+    else unique.set(dl.messageId, dl);
+  }
+  return unique;
+}
+
+/** Leaves out messages still waiting in the outbox from an earlier replay (a second send adds nothing). */
+async function dropStillQueued(tx: Executor, ctx: StoreContext, unique: Map<string, DeadLetter>, skipped: SkippedReplay[]): Promise<void> {
+  const queued = await tx.query<{ message_id: string }>(
+    `SELECT message_id::text AS message_id FROM ${ctx.quotedSchema}.outbox WHERE message_id = ANY($1::uuid[])`,
+    [[...unique.keys()]],
+  );
+  for (const row of queued.rows) {
+    const dl = unique.get(row.message_id);
+    if (dl === undefined) continue;
+    unique.delete(row.message_id);
+    skipped.push({ id: dl.id, messageId: dl.messageId, why: 'it is still waiting in the outbox from an earlier replay' });
+  }
+}
+
+function outgoing(dl: DeadLetter): OutgoingMessage {
+  return {
+    messageId: dl.messageId,
+    type: dl.type as string,
+    key: dl.key,
+    // Only what the producer sent goes out again: mailroom's and the broker's headers are dropped.
+    headers: replayHeaders(dl.headers),
+    payload: dl.payload,
+    occurredAt: occurredAtOfDeadLetter(dl),
+    exchange: dl.exchange as string,
+    routingKey: dl.routingKey as string,
+  };
+}
+
+/**
+ * Puts the selected dead letters back into the outbox in one transaction, keeping their message
+ * ids, and marks them replayed. See `DeadLetterStore.replay`.
+ */
+export async function replayDeadLetters(ctx: StoreContext, options: ReplayOptions): Promise<ReplayResult> {
+  const params: unknown[] = [];
+  const where = selectionWhere(options, params);
+  const dryRun = options.dryRun === true;
+  return inTransaction(ctx.db, async (tx) => {
+    // FOR UPDATE: two operators replaying the same rows at once take turns; the second then
+    // finds the message waiting in the outbox and skips it.
+    const rows = await tx.query<DeadLetterRow>(
+      `SELECT ${DEAD_LETTER_COLUMNS} FROM ${ctx.table} WHERE ${where} ORDER BY id ${dryRun ? '' : 'FOR UPDATE'}`,
+      params,
+    );
+    const deadLetters = rows.rows.map(toDeadLetter);
+    const skipped: SkippedReplay[] = [];
+    for (const id of options.ids ?? []) {
+      if (!deadLetters.some((dl) => dl.id === id || dl.messageId === id.toLowerCase())) skipped.push({ id, messageId: '', why: 'no such dead letter' });
+    }
+    const unique = replayable(deadLetters, skipped);
+    await dropStillQueued(tx, ctx, unique, skipped);
+    const toReplay = [...unique.values()];
+    if (options.force !== true) await assertWithinRetention(tx, ctx.quotedSchema, toReplay);
+    if (!dryRun && toReplay.length > 0) {
+      await enqueue(tx, toReplay.map(outgoing), { schema: ctx.schema });
+      await tx.query(`UPDATE ${ctx.table} SET replayed_at = now() WHERE id = ANY($1::bigint[])`, [toReplay.map((dl) => dl.id)]);
+    }
+    return { count: toReplay.length, messageIds: toReplay.map((dl) => dl.messageId), skipped, dryRun };
+  });
+}

@@ -1,0 +1,48 @@
+import { MailroomError } from '@mailroom/core';
+import { occurredAtOf, type Executor } from '@mailroom/core/internal';
+import type { DeadLetter } from './dead-letter.js';
+
+/**
+ * When the producer created a dead letter's event: the occurred-at the envelope carried, else
+ * the first failure (rows written by other tools may have neither header).
+ */
+export function occurredAtOfDeadLetter(deadLetter: DeadLetter): Date {
+  return occurredAtOf(deadLetter.headers) ?? deadLetter.firstFailedAt;
+}
+
+async function shortestRetention(tx: Executor, quotedSchema: string): Promise<{ consumer: string; retentionMs: number } | undefined> {
+  const result = await tx.query<{ consumer: string; retention_ms: string }>(
+    `SELECT consumer, retention_ms::text AS retention_ms FROM ${quotedSchema}.inbox_consumers ORDER BY retention_ms ASC LIMIT 1`,
+  );
+  const row = result.rows[0];
+  return row === undefined ? undefined : { consumer: row.consumer, retentionMs: Number(row.retention_ms) };
+}
+
+function formatDuration(ms: number): string {
+  if (ms >= 86_400_000) return `${(ms / 86_400_000).toFixed(1)} days`;
+  if (ms >= 3_600_000) return `${(ms / 3_600_000).toFixed(1)} hours`;
+  if (ms >= 60_000) return `${(ms / 60_000).toFixed(1)} minutes`;
+  return `${(ms / 1000).toFixed(1)} s`;
+}
+
+/**
+ * Refuses (`REPLAY_REFUSED`) a replay of messages older than the shortest inbox retention window
+ * of any registered consumer: a consumer that handled such a message may have forgotten it, and
+ * would handle it again. Without registered consumers there is nothing to forget.
+ */
+export async function assertWithinRetention(tx: Executor, quotedSchema: string, deadLetters: readonly DeadLetter[]): Promise<void> {
+  if (deadLetters.length === 0) return;
+  const retention = await shortestRetention(tx, quotedSchema);
+  if (retention === undefined) return;
+  const now = Date.now();
+  const ageOf = (dl: DeadLetter): number => now - occurredAtOfDeadLetter(dl).getTime();
+  const tooOld = deadLetters.filter((dl) => ageOf(dl) > retention.retentionMs);
+  if (tooOld.length === 0) return;
+  const oldest = Math.max(...tooOld.map(ageOf));
+  const ids = `${tooOld.slice(0, 5).map((dl) => dl.id).join(', ')}${tooOld.length > 5 ? ', …' : ''}`;
+  throw new MailroomError(
+    'REPLAY_REFUSED',
+    `${tooOld.length} dead letter(s) (${ids}) are older than the inbox retention window of consumer "${retention.consumer}" (${formatDuration(retention.retentionMs)}; the oldest is ${formatDuration(oldest)} old). A consumer that already handled such a message may have forgotten it and would handle it again. Replay with --force (force: true) if the handlers are idempotent or the message never reached them.`,
+    { details: { ids: tooOld.map((dl) => dl.id), retentionMs: retention.retentionMs, consumer: retention.consumer } },
+  );
+}
