@@ -1,15 +1,13 @@
 import { writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { DEFAULT_FAULTS, FAULT_KINDS, PROCESS_FAULTS, formatSummary, runChaos, type ChaosOptions, type FaultKind } from '@mailroom/chaos';
+import { chaosOptionsSchema, DEFAULT_FAULTS, FAULT_KINDS, PROCESS_FAULTS, formatSummary, runChaos, type ChaosOptions, type FaultKind } from '@mailroom/chaos';
 import type { Command } from '../command.js';
 import { UsageError } from '../command.js';
-import { declareEnv, describeEnv, readEnv } from '../env.js';
+import { describeEnv, envSpec, readEnv } from '../env.js';
 
-const CHAOS_VARS = declareEnv([
-  { name: 'MAILROOM_DATABASE_URL', description: 'PostgreSQL URL; the role must be allowed to pg_terminate_backend (required)' },
-  { name: 'MAILROOM_AMQP_URL', description: 'RabbitMQ URL (required)' },
-]);
+// The two URLs come from the environment (the rest are flags), described by the harness's schema.
+const CHAOS_ENV = envSpec(chaosOptionsSchema, { pick: ['databaseUrl', 'amqpUrl'] });
 
 const USAGE = [
   'Usage: mailroom chaos run [options]',
@@ -78,7 +76,7 @@ function faults(value: string | undefined): FaultKind[] | undefined {
 export const chaosCommand: Command = {
   name: 'chaos',
   summary: 'run the chaos harness: faults on a seeded schedule, then a check that nothing was lost or applied twice',
-  help: () => `${USAGE}\n${describeEnv(CHAOS_VARS)}`,
+  help: () => `${USAGE}\n${describeEnv(CHAOS_ENV)}`,
   async run({ argv, env, stdout, stderr, stopSignal }) {
     const [sub, ...rest] = argv;
     if (sub !== 'run') throw new UsageError(`expected "chaos run", got ${sub === undefined ? 'nothing' : JSON.stringify(sub)} (see --help)`);
@@ -116,8 +114,8 @@ export const chaosCommand: Command = {
       throw new UsageError(error instanceof Error ? error.message : String(error));
     }
     const v = parsed.values;
-    const vars = readEnv(env, CHAOS_VARS);
-    const options: ChaosOptions = { databaseUrl: vars.MAILROOM_DATABASE_URL as string, amqpUrl: vars.MAILROOM_AMQP_URL as string, signal: stopSignal };
+    const { databaseUrl, amqpUrl } = readEnv(env, CHAOS_ENV);
+    const options: ChaosOptions = { databaseUrl, amqpUrl, signal: stopSignal };
     const set = <K extends keyof ChaosOptions>(key: K, value: ChaosOptions[K] | undefined): void => {
       if (value !== undefined) options[key] = value;
     };

@@ -1,15 +1,17 @@
+import { once } from 'node:events';
 import type { Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
-import { createDeadLetterSink, createDeadLetterStore, DEFAULT_DEAD_LETTERS, type DeadLetter, type DeadLetterGroup } from '@mailroom/dlq';
+import { createDeadLetterSink, createDeadLetterStore, deadLetterSinkOptionsSchema } from '@mailroom/dlq';
 import type { Command } from '../command.js';
 import { UsageError } from '../command.js';
-import { AMQP_VARS, DATABASE_VARS, declareEnv, describeEnv, readEnv } from '../env.js';
+import { DATABASE_ENV } from '../connection-env.js';
+import { combineEnv, describeEnv, envSpec, readEnv, type EnvOf } from '../env.js';
+import { groupsText, listText, parseSince, showText, toJson, write } from './dlq-text.js';
 
-const SINK_VARS = declareEnv([
-  { name: 'MAILROOM_DEAD_LETTER_EXCHANGE', description: 'dead-letter exchange consumers publish to', default: DEFAULT_DEAD_LETTERS },
-  { name: 'MAILROOM_DEAD_LETTER_QUEUE', description: 'dead-letter queue the sink drains', default: DEFAULT_DEAD_LETTERS },
-]);
+// `sink` reads the sink's own options (the database handle and the logger aside) from the
+// environment: names, defaults and --help come from the sink's schema.
+const SINK_ENV = combineEnv(DATABASE_ENV, envSpec(deadLetterSinkOptionsSchema, { omit: ['db', 'logger'] }));
 
 const USAGE = [
   'Usage: mailroom dlq <list|show|groups|replay|discard|sink> [options]',
@@ -24,96 +26,16 @@ const USAGE = [
   '      shortest inbox retention window is refused unless --force: a consumer may have forgotten it.',
   '  discard <id…> | --group G [--json]   delete dead letters',
   '  sink                          drain the broker-side dead-letter queue into the store until SIGTERM',
-  '                                (consumers do this themselves unless started with deadLetters.sink = false)',
+  '                                (or hand a sink to each consumer: deadLetters.sink = createDeadLetterSink(…))',
   '',
   'Environment:',
 ].join('\n');
-
-const DURATION = /^(\d+(?:\.\d+)?)(s|m|h|d)$/;
-const UNIT_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-
-function parseSince(value: string): Date {
-  const age = DURATION.exec(value);
-  if (age) return new Date(Date.now() - Number(age[1]) * (UNIT_MS[age[2] as string] ?? 0));
-  const date = new Date(value);
-  if (Number.isNaN(date.getTime())) throw new UsageError(`--since ${JSON.stringify(value)} is neither an age (30m, 2h, 7d) nor a date`);
-  return date;
-}
-
-function toJson(dl: DeadLetter): Record<string, unknown> {
-  return { ...dl, body: dl.body === null ? null : dl.body.toString('base64') };
-}
-
-function write(out: Writable, text: string): void {
-  out.write(text.endsWith('\n') ? text : `${text}\n`);
-}
-
-function table(rows: string[][]): string {
-  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
-  return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i] ?? 0))).join('  ')).join('\n');
-}
-
-function short(text: string | null, max = 60): string {
-  if (text === null) return '';
-  const line = text.replace(/\s+/g, ' ');
-  return line.length > max ? `${line.slice(0, max - 1)}…` : line;
-}
-
-function listText(rows: DeadLetter[]): string {
-  if (rows.length === 0) return 'no dead letters';
-  return table([
-    ['ID', 'MESSAGE ID', 'SOURCE', 'TYPE', 'REASON', 'ATTEMPTS', 'LAST FAILED', 'REPLAYED', 'GROUP', 'ERROR'],
-    ...rows.map((d) => [
-      d.id,
-      d.messageId,
-      d.source,
-      d.type ?? '-',
-      d.reason,
-      String(d.attempts),
-      d.lastFailedAt.toISOString(),
-      d.replayedAt ? 'yes' : 'no',
-      d.fingerprint,
-      short(d.error),
-    ]),
-  ]);
-}
-
-function groupsText(groups: DeadLetterGroup[]): string {
-  if (groups.length === 0) return 'no dead letters';
-  return table([
-    ['GROUP', 'COUNT', 'PENDING', 'SOURCE', 'TYPE', 'REASON', 'LAST FAILED', 'SAMPLE ERROR'],
-    ...groups.map((g) => [g.fingerprint, String(g.count), String(g.pending), g.source, g.type ?? '-', g.reason, g.lastFailedAt.toISOString(), short(g.sampleError)]),
-  ]);
-}
-
-function showText(d: DeadLetter): string {
-  const body = d.payload !== null ? JSON.stringify(d.payload, null, 2) : d.body !== null ? `(not JSON, ${d.body.length} bytes) ${short(d.body.toString('utf8'), 500)}` : '(none)';
-  return [
-    `id            ${d.id}`,
-    `message id    ${d.messageId}`,
-    `source        ${d.source}`,
-    `type          ${d.type ?? '-'}`,
-    `reason        ${d.reason}`,
-    `error         ${d.error ?? '-'}`,
-    `attempts      ${d.attempts}`,
-    `first failed  ${d.firstFailedAt.toISOString()}`,
-    `last failed   ${d.lastFailedAt.toISOString()}`,
-    `replayed      ${d.replayedAt ? d.replayedAt.toISOString() : 'no'}`,
-    `exchange      ${d.exchange ?? '-'}`,
-    `routing key   ${d.routingKey ?? '-'}`,
-    `key           ${d.key ?? '-'}`,
-    `group         ${d.fingerprint}`,
-    `headers       ${JSON.stringify(d.headers)}`,
-    'payload',
-    body,
-  ].join('\n');
-}
 
 /** `mailroom dlq …`: inspect, replay and discard dead letters; run the sink. */
 export const dlqCommand: Command = {
   name: 'dlq',
   summary: 'dead letters: list, show, groups, replay (through the outbox), discard, sink',
-  help: () => `${USAGE}\n${describeEnv([...DATABASE_VARS, ...AMQP_VARS, ...SINK_VARS])}\n  (MAILROOM_AMQP_URL and the dead-letter names are read by \`sink\` only)`,
+  help: () => `${USAGE}\n${describeEnv(SINK_ENV)}\n  (MAILROOM_AMQP_URL and the MAILROOM_DEAD_LETTER_* variables are read by \`sink\` only)`,
   async run({ argv, env, stdout, stopSignal }) {
     const [sub, ...rest] = argv;
     const { values, positionals } = (() => {
@@ -154,11 +76,12 @@ export const dlqCommand: Command = {
     if (['list', 'groups', 'sink'].includes(sub) && positionals.length > 0) throw new UsageError(`${sub} takes no arguments (got ${positionals.join(' ')})`);
     const json = values.json === true;
 
-    const vars = readEnv(env, sub === 'sink' ? [...DATABASE_VARS, ...AMQP_VARS, ...SINK_VARS] : DATABASE_VARS);
-    const pool = new pg.Pool({ connectionString: vars.MAILROOM_DATABASE_URL, max: 2, application_name: `mailroom-dlq-${sub}` });
+    if (sub === 'sink') return runSink(readEnv(env, SINK_ENV), stdout, stopSignal);
+    const vars = readEnv(env, DATABASE_ENV);
+    const pool = new pg.Pool({ connectionString: vars.databaseUrl, max: 2, application_name: `mailroom-dlq-${sub}` });
     pool.on('error', () => undefined);
-    const store = createDeadLetterStore({ db: pool, schema: vars.MAILROOM_SCHEMA });
     try {
+      const store = createDeadLetterStore({ db: pool, schema: vars.schema });
       switch (sub) {
         case 'list': {
           const limit = values.limit === undefined ? 100 : Number(values.limit);
@@ -206,23 +129,29 @@ export const dlqCommand: Command = {
           write(stdout, json ? JSON.stringify({ count }) : `discarded ${count} dead letter(s)`);
           return 0;
         }
-        default: {
-          const sink = createDeadLetterSink({
-            db: pool,
-            schema: vars.MAILROOM_SCHEMA,
-            amqp: vars.MAILROOM_AMQP_URL as string,
-            topology: { exchange: vars.MAILROOM_DEAD_LETTER_EXCHANGE, queue: vars.MAILROOM_DEAD_LETTER_QUEUE },
-          });
-          await sink.start();
-          write(stdout, `draining ${vars.MAILROOM_DEAD_LETTER_QUEUE} into ${vars.MAILROOM_SCHEMA}.dead_letters; SIGTERM to stop`);
-          if (!stopSignal.aborted) await new Promise<void>((resolve) => stopSignal.addEventListener('abort', () => resolve(), { once: true }));
-          await sink.stop();
-          write(stdout, `stopped after storing ${sink.stored} dead letter(s)`);
-          return 0;
-        }
+        default:
+          throw new UsageError(`unknown subcommand "${sub}"`);
       }
     } finally {
       await pool.end().catch(() => undefined);
     }
   },
 };
+
+/** `dlq sink`: drains the dead-letter queue into the store until SIGTERM. */
+async function runSink(options: EnvOf<typeof SINK_ENV>, stdout: Writable, stopSignal: AbortSignal): Promise<number> {
+  const { databaseUrl, ...sinkOptions } = options;
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: 2, application_name: 'mailroom-dlq-sink' });
+  pool.on('error', () => undefined);
+  try {
+    const sink = createDeadLetterSink({ ...sinkOptions, db: pool });
+    await sink.start();
+    write(stdout, `draining ${sink.queue} into ${sinkOptions.schema}.dead_letters; SIGTERM to stop`);
+    if (!stopSignal.aborted) await once(stopSignal, 'abort');
+    await sink.stop();
+    write(stdout, `stopped after storing ${sink.stats.stored} dead letter(s)`);
+    return 0;
+  } finally {
+    await pool.end().catch(() => undefined);
+  }
+}

@@ -1,22 +1,27 @@
 import pg from 'pg';
-import { createAmqpConnection, describeError, quoteIdentifier, redactUrl } from '@mailroom/core';
+import { createAmqpConnection, describeError, redactUrl } from '@mailroom/core';
+import { quoteIdentifier, validateIdentifier } from '@mailroom/core/internal';
 import type { Command } from '../command.js';
-import { AMQP_VARS, DATABASE_VARS, describeEnv, readEnv } from '../env.js';
+import { AMQP_ENV, DATABASE_ENV } from '../connection-env.js';
+import { combineEnv, describeEnv, readEnv } from '../env.js';
+
+const DOCTOR_ENV = combineEnv(DATABASE_ENV, AMQP_ENV);
 
 /** `mailroom doctor`: checks that PostgreSQL and RabbitMQ answer and the tables exist. */
 export const doctorCommand: Command = {
   name: 'doctor',
   summary: 'check that PostgreSQL and RabbitMQ are reachable and the tables are migrated',
-  help: () => ['Usage: mailroom doctor', '', 'Environment:', describeEnv([...DATABASE_VARS, ...AMQP_VARS])].join('\n'),
+  help: () => ['Usage: mailroom doctor', '', 'Environment:', describeEnv(DOCTOR_ENV)].join('\n'),
   async run({ env, stdout }) {
-    const vars = readEnv(env, [...DATABASE_VARS, ...AMQP_VARS]);
+    const vars = readEnv(env, DOCTOR_ENV);
+    validateIdentifier(vars.schema);
     let ok = true;
-    const pool = new pg.Pool({ connectionString: vars.MAILROOM_DATABASE_URL, max: 1, connectionTimeoutMillis: 5000 });
+    const pool = new pg.Pool({ connectionString: vars.databaseUrl, max: 1, connectionTimeoutMillis: 5000 });
     pool.on('error', () => undefined);
     try {
       const version = await pool.query<{ v: string }>("SELECT current_setting('server_version') AS v");
-      stdout.write(`ok    PostgreSQL ${version.rows[0]?.v ?? '?'} at ${redactUrl(vars.MAILROOM_DATABASE_URL as string)}\n`);
-      const table = `${quoteIdentifier(vars.MAILROOM_SCHEMA as string)}.outbox`;
+      stdout.write(`ok    PostgreSQL ${version.rows[0]?.v ?? '?'} at ${redactUrl(vars.databaseUrl)}\n`);
+      const table = `${quoteIdentifier(vars.schema)}.outbox`;
       const present = await pool.query<{ p: boolean }>('SELECT to_regclass($1) IS NOT NULL AS p', [table]);
       if (present.rows[0]?.p === true) {
         const backlog = await pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${table}`);
@@ -27,11 +32,11 @@ export const doctorCommand: Command = {
       }
     } catch (error) {
       ok = false;
-      stdout.write(`FAIL  PostgreSQL at ${redactUrl(vars.MAILROOM_DATABASE_URL as string)}: ${describeError(error)}\n`);
+      stdout.write(`FAIL  PostgreSQL at ${redactUrl(vars.databaseUrl)}: ${describeError(error)}\n`);
     } finally {
       await pool.end().catch(() => undefined);
     }
-    const amqp = createAmqpConnection({ url: vars.MAILROOM_AMQP_URL as string, name: 'mailroom-doctor' });
+    const amqp = createAmqpConnection({ url: vars.amqpUrl, name: 'mailroom-doctor' });
     try {
       const connection = await amqp.connectOnce();
       const props = (connection.connection as unknown as { serverProperties?: { version?: string } }).serverProperties;

@@ -1,8 +1,10 @@
 import pg from 'pg';
-import { migrate, migrationScript } from '@mailroom/core';
+import { DEFAULT_SCHEMA, migrate, migrationScript } from '@mailroom/core';
+import { validateIdentifier } from '@mailroom/core/internal';
 import type { Command } from '../command.js';
 import { UsageError } from '../command.js';
-import { DATABASE_VARS, describeEnv, readEnv } from '../env.js';
+import { DATABASE_ENV } from '../connection-env.js';
+import { describeEnv, readEnv } from '../env.js';
 
 /** `mailroom migrate [--dry-run] [--print-sql]`: brings mailroom's tables up to date. */
 export const migrateCommand: Command = {
@@ -17,27 +19,29 @@ export const migrateCommand: Command = {
       '  --print-sql  print every migration as one script for your own migration tool (no database needed)',
       '',
       'Environment:',
-      describeEnv(DATABASE_VARS),
+      describeEnv(DATABASE_ENV),
     ].join('\n'),
   async run({ argv, env, stdout }) {
     const unknown = argv.filter((a) => a !== '--dry-run' && a !== '--print-sql');
     if (unknown.length > 0) throw new UsageError(`unknown argument ${unknown.join(' ')} (see --help)`);
     if (argv.includes('--print-sql')) {
-      const schema = env.MAILROOM_SCHEMA !== undefined && env.MAILROOM_SCHEMA !== '' ? env.MAILROOM_SCHEMA : 'mailroom';
+      // No database is needed, so only the schema is read (MAILROOM_DATABASE_URL may be unset).
+      const schema = env.MAILROOM_SCHEMA !== undefined && env.MAILROOM_SCHEMA !== '' ? env.MAILROOM_SCHEMA : DEFAULT_SCHEMA;
       stdout.write(migrationScript(schema));
       return 0;
     }
-    const vars = readEnv(env, DATABASE_VARS);
-    const pool = new pg.Pool({ connectionString: vars.MAILROOM_DATABASE_URL, max: 1, application_name: 'mailroom-migrate' });
+    const vars = readEnv(env, DATABASE_ENV);
+    validateIdentifier(vars.schema);
+    const pool = new pg.Pool({ connectionString: vars.databaseUrl, max: 1, application_name: 'mailroom-migrate' });
     pool.on('error', () => undefined);
     try {
       const dryRun = argv.includes('--dry-run');
-      const result = await migrate(pool, { schema: vars.MAILROOM_SCHEMA, dryRun });
+      const result = await migrate(pool, { schema: vars.schema, dryRun });
       if (dryRun) {
-        if (result.applied.length === 0) stdout.write(`-- schema "${vars.MAILROOM_SCHEMA}" is up to date\n`);
+        if (result.applied.length === 0) stdout.write(`-- schema "${vars.schema}" is up to date\n`);
         for (const m of result.applied) stdout.write(`-- migration ${m.id}: ${m.name}\n${m.sql.trim()}\n\n`);
       } else if (result.applied.length === 0) {
-        stdout.write(`schema "${vars.MAILROOM_SCHEMA}" is up to date (${result.alreadyApplied.length} migrations)\n`);
+        stdout.write(`schema "${vars.schema}" is up to date (${result.alreadyApplied.length} migrations)\n`);
       } else {
         for (const m of result.applied) stdout.write(`applied migration ${m.id}: ${m.name}\n`);
       }

@@ -1,0 +1,15 @@
+import { z } from 'zod';
+import { envSpec } from './env.js';
+
+/** What a sidecar command reads besides the options of what it runs: its HTTP server and logging. */
+export const sidecarEnvSchema = z.strictObject({
+  /** MAILROOM_HTTP_HOST. */
+  httpHost: z.string().min(1).default('0.0.0.0').meta({ description: 'address of the /healthz, /readyz and /metrics server' }),
+  /** MAILROOM_HTTP_PORT. */
+  httpPort: z.number().int().min(0).max(65_535).default(9464).meta({ description: 'port of that server (0 picks a free one)' }),
+  /** MAILROOM_LOG_LEVEL. */
+  logLevel: z.enum(['debug', 'info', 'warn', 'error']).default('info').meta({ description: 'debug, info, warn or error' }),
+});
+
+/** MAILROOM_HTTP_HOST, MAILROOM_HTTP_PORT and MAILROOM_LOG_LEVEL. */
+export const SIDECAR_ENV = envSpec(sidecarEnvSchema);
