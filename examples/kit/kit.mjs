@@ -122,9 +122,11 @@ export function serviceLogger(service) {
  * Serves JSON routes: `[method, /regex/, async ({ params, body, query }) => result]`, plus
  * `GET /healthz` for every service. A result is sent as 200 JSON (or `{ status, body }`); an
  * HttpError as its status. Prints
- * `{"event":"listening","service":…,"port":…}` on stdout once listening (PORT, default a free port).
+ * `{"event":"listening","service":…,"port":…, ...announce}` on stdout once listening (PORT,
+ * default a free port); `announce` tells the demo what the service declared (its consumer's
+ * queue and delay queues), so the clean-up removes exactly that.
  */
-export async function startHttp(service, serviceRoutes, log) {
+export async function startHttp(service, serviceRoutes, log, announce = {}) {
   const routes = [...serviceRoutes, ['GET', /^\/healthz$/, async () => ({ ok: true })]];
   const server = createServer((req, res) => {
     void (async () => {
@@ -161,7 +163,7 @@ export async function startHttp(service, serviceRoutes, log) {
   server.listen(Number(process.env.PORT ?? 0), process.env.HOST ?? '127.0.0.1');
   await once(server, 'listening');
   const { port } = server.address();
-  process.stdout.write(`${JSON.stringify({ event: 'listening', service, port })}\n`);
+  process.stdout.write(`${JSON.stringify({ event: 'listening', service, port, ...announce })}\n`);
   return {
     port,
     close: () =>

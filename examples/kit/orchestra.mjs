@@ -6,13 +6,15 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import amqp from 'amqplib';
 import pg from 'pg';
 import { redactUrl } from '@mailroom/core';
-import { retryDelays } from '@mailroom/inbox';
 import { consumerTopology } from './kit.mjs';
 
 /** The mailroom CLI's entry point (the `mailroom` bin of the workspace package). */
 export const MAILROOM_CLI = fileURLToPath(new URL('./node_modules/mailroom/dist/main.js', import.meta.url));
 
 const running = new Set();
+// Delay queues by work queue, as the services reported them in their `listening` line (their
+// consumer handle's `delayQueues`): names a consumer derives are learnt, never re-derived here.
+const reportedDelayQueues = new Map();
 // A demo that fails half-way must not leave services behind.
 process.once('exit', () => {
   for (const child of running) child.kill('SIGKILL');
@@ -45,7 +47,11 @@ export async function startProcess(name, script, { env = {}, args = [], onLine, 
         lines.push(line);
         if (lines.length > 2000) lines.shift();
         onLine?.(name, line);
-        if (line.startsWith('{"event":"listening"')) onListening(JSON.parse(line).port);
+        if (line.startsWith('{"event":"listening"')) {
+          const { port, queue, delayQueues } = JSON.parse(line);
+          if (queue !== undefined) reportedDelayQueues.set(queue, delayQueues);
+          onListening(port);
+        }
       }
     });
   };
@@ -124,13 +130,17 @@ export async function waitUntil(what, check, timeoutMs) {
   }
 }
 
-/** Queue and exchange names an example run declares, for the clean-up. */
+/**
+ * Queue and exchange names an example run declares, for the clean-up: each service's work and
+ * dead-letter queue and exchange (named by `consumerTopology`), the delay queues its consumer
+ * reported while it ran, and the given exchanges.
+ */
 export function brokerNames(prefix, services, exchanges) {
   const queues = [];
   const allExchanges = [...exchanges];
   for (const service of services) {
     const topology = consumerTopology(prefix, service);
-    queues.push(topology.queue, topology.deadLetters.queue, ...retryDelays(topology.retry).map((ms) => `${topology.queue}.retry.${ms}ms`));
+    queues.push(topology.queue, topology.deadLetters.queue, ...(reportedDelayQueues.get(topology.queue) ?? []));
     allExchanges.push(topology.deadLetters.exchange);
   }
   return { queues: [...new Set(queues)], exchanges: [...new Set(allExchanges)] };

@@ -5,6 +5,7 @@
 //   PUT /stock/:sku {available}   GET /stock/:sku   GET /reservations/:orderId   GET /stats
 import { fileURLToPath } from 'node:url';
 import { createRelay, enqueue } from '@mailroom/outbox';
+import { createDeadLetterSink } from '@mailroom/dlq';
 import { createConsumer, handler } from '@mailroom/inbox';
 import { HttpError, consumerTopology, migrateService, openPool, requireEnv, runService, startHttp, stopService } from '@mailroom/example-kit';
 import { sagaContracts } from './contracts.mjs';
@@ -18,11 +19,16 @@ runService('inventory', async (log) => {
   await migrateService(pool, fileURLToPath(new URL('../migrations/inventory', import.meta.url)));
   const record = (tx, message, orderId) => tx.query('INSERT INTO handled_log (message_id, type, order_id) VALUES ($1, $2, $3)', [message.messageId, message.type, orderId]);
 
+  const topology = consumerTopology(prefix, 'inventory');
+  // The service's one dead-letter sink: it drains the service's dead-letter queue into its own
+  // database, where `mailroom dlq` lists and replays them. The consumer starts and stops it.
+  const deadLetterSink = createDeadLetterSink({ db: pool, amqp, topology: topology.deadLetters });
   const consumer = createConsumer({
     name: 'inventory',
     db: pool,
     amqp,
-    ...consumerTopology(prefix, 'inventory'),
+    ...topology,
+    deadLetters: { ...topology.deadLetters, sink: deadLetterSink },
     handlers: [
       handler(OrderPlaced, async ({ payload, tx, message }) => {
         await record(tx, message, payload.orderId);
@@ -86,9 +92,11 @@ runService('inventory', async (log) => {
           return rows[0];
         },
       ],
-      ['GET', /^\/stats$/, async () => ({ consumer: consumer.stats, relay: relay.counters() })],
+      ['GET', /^\/stats$/, async () => ({ consumer: consumer.stats, relay: relay.stats })],
     ],
     log,
+    // The delay queues the consumer declared for its queue (from its handle), for the demo's clean-up.
+    { queue: topology.queue, delayQueues: consumer.delayQueues },
   );
   return {
     stop: () => stopService({ http, consumer, relay, pool }),

@@ -7,6 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { createRelay, enqueue } from '@mailroom/outbox';
+import { createDeadLetterSink } from '@mailroom/dlq';
 import { createConsumer, handler } from '@mailroom/inbox';
 import { HttpError, consumerTopology, migrateService, openPool, requireEnv, runService, startHttp, stopService } from '@mailroom/example-kit';
 import { sagaContracts } from './contracts.mjs';
@@ -26,11 +27,16 @@ runService('orders', async (log) => {
     return rowCount > 0;
   }
 
+  const topology = consumerTopology(prefix, 'orders');
+  // The service's one dead-letter sink: it drains the service's dead-letter queue into its own
+  // database, where `mailroom dlq` lists and replays them. The consumer starts and stops it.
+  const deadLetterSink = createDeadLetterSink({ db: pool, amqp, topology: topology.deadLetters });
   const consumer = createConsumer({
     name: 'orders',
     db: pool,
     amqp,
-    ...consumerTopology(prefix, 'orders'),
+    ...topology,
+    deadLetters: { ...topology.deadLetters, sink: deadLetterSink },
     handlers: [
       handler(StockRejected, async ({ payload, tx, message }) => {
         if (await settle(tx, message, payload.orderId, 'cancelled', 'out-of-stock')) log(`order ${payload.orderId.slice(0, 8)} cancelled: out of stock`);
@@ -92,9 +98,11 @@ runService('orders', async (log) => {
           return rows[0];
         },
       ],
-      ['GET', /^\/stats$/, async () => ({ consumer: consumer.stats, relay: relay.counters() })],
+      ['GET', /^\/stats$/, async () => ({ consumer: consumer.stats, relay: relay.stats })],
     ],
     log,
+    // The delay queues the consumer declared for its queue (from its handle), for the demo's clean-up.
+    { queue: topology.queue, delayQueues: consumer.delayQueues },
   );
   return {
     stop: () => stopService({ http, consumer, relay, pool }),

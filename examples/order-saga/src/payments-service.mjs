@@ -5,6 +5,7 @@
 //   GET /payments/:orderId   GET /stats
 import { fileURLToPath } from 'node:url';
 import { createRelay, enqueue } from '@mailroom/outbox';
+import { createDeadLetterSink } from '@mailroom/dlq';
 import { createConsumer, handler } from '@mailroom/inbox';
 import { HttpError, consumerTopology, migrateService, openPool, requireEnv, runService, startHttp, stopService } from '@mailroom/example-kit';
 import { DECLINED_CARD, sagaContracts } from './contracts.mjs';
@@ -17,11 +18,16 @@ runService('payments', async (log) => {
   const amqp = requireEnv('AMQP_URL');
   await migrateService(pool, fileURLToPath(new URL('../migrations/payments', import.meta.url)));
 
+  const topology = consumerTopology(prefix, 'payments');
+  // The service's one dead-letter sink: it drains the service's dead-letter queue into its own
+  // database, where `mailroom dlq` lists and replays them. The consumer starts and stops it.
+  const deadLetterSink = createDeadLetterSink({ db: pool, amqp, topology: topology.deadLetters });
   const consumer = createConsumer({
     name: 'payments',
     db: pool,
     amqp,
-    ...consumerTopology(prefix, 'payments'),
+    ...topology,
+    deadLetters: { ...topology.deadLetters, sink: deadLetterSink },
     handlers: [
       handler(StockReserved, async ({ payload, tx, message }) => {
         await tx.query('INSERT INTO handled_log (message_id, type, order_id) VALUES ($1, $2, $3)', [message.messageId, message.type, payload.orderId]);
@@ -62,9 +68,11 @@ runService('payments', async (log) => {
           return rows[0];
         },
       ],
-      ['GET', /^\/stats$/, async () => ({ consumer: consumer.stats, relay: relay.counters() })],
+      ['GET', /^\/stats$/, async () => ({ consumer: consumer.stats, relay: relay.stats })],
     ],
     log,
+    // The delay queues the consumer declared for its queue (from its handle), for the demo's clean-up.
+    { queue: topology.queue, delayQueues: consumer.delayQueues },
   );
   return {
     stop: () => stopService({ http, consumer, relay, pool }),

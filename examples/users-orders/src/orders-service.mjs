@@ -17,6 +17,7 @@ import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { isUuid } from '@mailroom/core';
 import { createRelay } from '@mailroom/outbox';
+import { createDeadLetterSink } from '@mailroom/dlq';
 import { createConsumer, handler } from '@mailroom/inbox';
 import { HttpError, consumerTopology, migrateService, openPool, requireEnv, runService, startHttp, stopService } from '@mailroom/example-kit';
 import { tolerantUserCreated, userContracts } from './contracts.mjs';
@@ -48,11 +49,16 @@ runService('orders', async (log) => {
   const migrated = await migrateService(pool, fileURLToPath(new URL('../migrations/orders', import.meta.url)));
   log(`release ${release}; migrated (service: ${migrated.service.length} new, mailroom: ${migrated.mailroom} new)`);
 
+  const topology = consumerTopology(prefix, 'orders');
+  // The service's one dead-letter sink: it drains the service's dead-letter queue into its own
+  // database, where `mailroom dlq` lists and replays them. The consumer starts and stops it.
+  const deadLetterSink = createDeadLetterSink({ db: pool, amqp, topology: topology.deadLetters });
   const consumer = createConsumer({
     name: 'orders',
     db: pool,
     amqp,
-    ...consumerTopology(prefix, 'orders'),
+    ...topology,
+    deadLetters: { ...topology.deadLetters, sink: deadLetterSink },
     prefetch: 10,
     handlers: [
       handler(UserCreated, async ({ payload, tx, message }) => {
@@ -116,9 +122,11 @@ runService('orders', async (log) => {
           return rows[0];
         },
       ],
-      ['GET', /^\/stats$/, async () => ({ release, consumer: consumer.stats, relay: relay.counters() })],
+      ['GET', /^\/stats$/, async () => ({ release, consumer: consumer.stats, relay: relay.stats })],
     ],
     log,
+    // The delay queues the consumer declared for its queue (from its handle), for the demo's clean-up.
+    { queue: topology.queue, delayQueues: consumer.delayQueues },
   );
 
   return {

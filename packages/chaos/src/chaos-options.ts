@@ -1,31 +1,8 @@
-/** Every fault the nemesis knows. The last two restart shared services: only when allowed. */
-export const FAULT_KINDS = [
-  'kill-relay',
-  'kill-consumer',
-  'pause-relay',
-  'pause-consumer',
-  'crash-relay',
-  'crash-consumer',
-  'terminate-backends',
-  'amqp-reset',
-  'pg-reset',
-  'latency',
-  'blackhole',
-  'bandwidth',
-  'duplicate',
-  'poison',
-  'restart-postgres',
-  'restart-rabbitmq',
-] as const;
-
-/** One kind of fault. */
-export type FaultKind = (typeof FAULT_KINDS)[number];
-
-/** The faults on the processes themselves: CI runs all of them. */
-export const PROCESS_FAULTS: readonly FaultKind[] = ['kill-relay', 'kill-consumer', 'pause-relay', 'pause-consumer', 'crash-relay', 'crash-consumer'];
-
-/** The default fault set: everything but the service restarts. */
-export const DEFAULT_FAULTS: readonly FaultKind[] = FAULT_KINDS.filter((k) => k !== 'restart-postgres' && k !== 'restart-rabbitmq');
+import { randomInt } from 'node:crypto';
+import { z } from 'zod';
+import { MailroomError } from '@mailroom/core';
+import { parseConfig } from '@mailroom/core/internal';
+import { DEFAULT_FAULTS, FAULT_KINDS } from './fault-kind.js';
 
 /** What `setup` and `verify` get: a query function on the run's database (not through the fault proxy) and its schema. */
 export interface ChaosDbContext {
@@ -34,77 +11,122 @@ export interface ChaosDbContext {
   schema: string;
 }
 
-/** Options of `runChaos`. Only the two URLs are required. */
-export interface ChaosOptions {
+/** What `verify` gets: the run's database and every event whose transaction committed. */
+export interface ChaosVerifyContext extends ChaosDbContext {
+  committed: ReadonlyArray<{ eventId: string; key: string; seq: number }>;
+}
+
+const isFunction = (v: unknown): boolean => typeof v === 'function';
+const rate = z.number().min(0).max(1);
+
+/**
+ * The options of `runChaos`: the single source of each option's type, default and description
+ * (the `ChaosOptions` type is derived from it). Only the two URLs are required.
+ */
+export const chaosOptionsSchema = z.strictObject({
   /** PostgreSQL URL; the role must be allowed to `pg_terminate_backend` mailroom's sessions. */
-  databaseUrl: string;
+  databaseUrl: z.string().min(1).meta({ description: 'PostgreSQL URL; the role must be allowed to pg_terminate_backend (required)' }),
   /** RabbitMQ URL. */
-  amqpUrl: string;
+  amqpUrl: z.string().min(1).meta({ description: 'RabbitMQ URL (required)' }),
   /** Seed of the fault schedule and the workload's choices. Default: random (printed in the report). */
-  seed?: number;
+  seed: z.number().int().min(0).max(0xffffffff).optional().meta({ description: 'seed of the fault schedule and the workload (default: random, printed)' }),
   /** How long the workload and the nemesis run, in ms (the heal, drain and quiet period follow). Default: 60000. */
-  durationMs?: number;
+  durationMs: z.number().int().positive().default(60_000).meta({ description: 'how long the workload and the faults run, in ms' }),
   /** Relay processes. Default: 2. */
-  relays?: number;
+  relays: z.number().int().min(1).max(16).default(2).meta({ description: 'relay processes' }),
   /** Consumer processes. Default: 2 (1 with `ordering`, since several consumers do not pin keys). */
-  consumers?: number;
+  consumers: z.number().int().min(1).max(16).optional().meta({ description: 'consumer processes (default 2, 1 with ordering)' }),
   /** Producer workers (in the harness's process). Default: 3. */
-  producers?: number;
+  producers: z.number().int().min(1).max(64).default(3).meta({ description: "producer workers in the harness's process" }),
   /** Distinct keys of the events. Default: 16. */
-  keys?: number;
+  keys: z.number().int().min(1).max(100_000).default(16).meta({ description: 'distinct keys of the events' }),
   /** Producer transactions per second, all workers together. Default: 40. */
-  transactionsPerSecond?: number;
+  transactionsPerSecond: z.number().positive().default(40).meta({ description: 'producer transactions per second, all workers together' }),
   /** Largest number of events per transaction (each on its own key). Default: 3. */
-  maxEventsPerTransaction?: number;
+  maxEventsPerTransaction: z.number().int().min(1).max(100).default(3).meta({ description: 'largest number of events per transaction' }),
   /** Share of producer transactions rolled back after their enqueue. Default: 0.1. */
-  rollbackRate?: number;
+  rollbackRate: rate.default(0.1).meta({ description: 'share of producer transactions rolled back' }),
   /**
    * Share of producer transactions that wait 50–800 ms between their enqueue and COMMIT, so
    * rows commit out of id order (the sequence-gap trap of a relay cursor). Default: 0.1.
    */
-  slowCommitRate?: number;
+  slowCommitRate: rate.default(0.1).meta({ description: 'share held open 50-800 ms before COMMIT (rows commit out of id order)' }),
   /** Share of handler runs that throw a transient error (retried). Default: 0.02, and 0 with `ordering`. */
-  handlerFailureRate?: number;
+  handlerFailureRate: rate.optional().meta({ description: 'share of handler runs that throw a transient error (default 0.02, 0 with ordering)' }),
   /** Per-key order: relays and the consumer in ordering mode, and the checker looks for reorders. Default: false. */
-  ordering?: boolean;
+  ordering: z.boolean().default(false).meta({ description: 'per-key order: relays and the consumer in ordering mode, reorders checked' }),
   /** Fault kinds to inject, in a seeded shuffled round robin. Default: all but the service restarts. */
-  faults?: readonly FaultKind[];
+  faults: z
+    .array(z.enum(FAULT_KINDS))
+    .readonly()
+    .default([...DEFAULT_FAULTS])
+    .meta({ description: 'fault kinds to inject (default: every kind but the service restarts)' }),
   /** Mean gap between two faults, in ms. Default: 1500. */
-  faultIntervalMs?: number;
+  faultIntervalMs: z.number().int().positive().default(1500).meta({ description: 'mean gap between two faults, in ms' }),
   /** Fault streams running at once, each on its own seeded schedule (faults then overlap). Default: 1. */
-  faultConcurrency?: number;
+  faultConcurrency: z.number().int().min(1).max(8).default(1).meta({ description: 'fault streams at once (faults overlap)' }),
   /**
    * Shell commands that restart PostgreSQL or RabbitMQ. Required for the `restart-*` faults,
    * which affect everything else on that server: use them on a machine of your own.
    */
-  serviceRestarts?: { postgres?: string; rabbitmq?: string };
+  serviceRestarts: z
+    .strictObject({ postgres: z.string().min(1).optional(), rabbitmq: z.string().min(1).optional() })
+    .default({})
+    .meta({ description: 'shell commands that restart PostgreSQL / RabbitMQ (enable the restart-* faults)' }),
   /**
    * A module your handler lives in: it exports `effect(context)` (a `ChaosEffect`), run in the
    * consumer's transaction before the harness's ledger row. A path or a file URL; `.js`/`.mjs`,
    * or `.ts` with erasable syntax only (Node strips the types).
    */
-  handlerModule?: string;
+  handlerModule: z.string().min(1).optional().meta({ description: "a module exporting effect(ctx): your handler, run in the consumer's transaction" }),
   /**
    * Runs once before the workload, after mailroom's migrations: create the tables your handler
    * writes to, in `schema` (the run's own schema, dropped afterwards unless `keep`).
    */
-  setup?: (context: ChaosDbContext) => Promise<void>;
+  setup: z.custom<(context: ChaosDbContext) => Promise<void>>(isFunction, 'expected a function').optional(),
   /**
    * Runs after the drain, when every process stopped: compare your own tables with the committed
    * events and return a problem per disagreement (a double effect your handler applied, say).
    * Any problem makes the run invalid.
    */
-  verify?: (context: ChaosDbContext & { committed: ReadonlyArray<{ eventId: string; key: string; seq: number }> }) => Promise<string[]>;
+  verify: z.custom<(context: ChaosVerifyContext) => Promise<string[]>>(isFunction, 'expected a function').optional(),
   /** How long the drain may take before the remaining events count as stuck, in ms. Default: 60000. */
-  drainTimeoutMs?: number;
+  drainTimeoutMs: z.number().int().positive().default(60_000).meta({ description: 'after it, events not applied count as stuck, in ms' }),
   /** How long nothing may change after the drain before the final reads, in ms. Default: 2000. */
-  quietMs?: number;
+  quietMs: z.number().int().min(0).default(2000).meta({ description: 'quiet period after the drain, before the final reads, in ms' }),
   /** Writes the history here as JSONL. Default: memory only. */
-  historyPath?: string;
+  historyPath: z.string().min(1).optional().meta({ description: 'write the history here as JSONL' }),
   /** Keep the schema and the broker objects after the run, for a look. Default: false. */
-  keep?: boolean;
+  keep: z.boolean().default(false).meta({ description: 'keep the schema, queues and exchanges for a look' }),
   /** Ends the workload phase early when aborted; the heal, drain and check still run. */
-  signal?: AbortSignal;
+  signal: z.custom<AbortSignal>((v) => v instanceof AbortSignal, 'expected an AbortSignal').optional(),
   /** Progress lines (phases, faults); default: silent. */
-  log?: (line: string) => void;
+  log: z.custom<(line: string) => void>(isFunction, 'expected a function').optional(),
+});
+
+/** Options of `runChaos`. Only the two URLs are required. */
+export type ChaosOptions = z.input<typeof chaosOptionsSchema>;
+
+/** Chaos options with every default filled in, the ones that depend on `ordering` included. */
+export type ResolvedChaosOptions = z.output<typeof chaosOptionsSchema> & {
+  seed: number;
+  consumers: number;
+  handlerFailureRate: number;
+  log: (line: string) => void;
+};
+
+/** Validates the options of a run and fills in the defaults (a random seed when none is given). */
+export function resolveChaosOptions(input: ChaosOptions): ResolvedChaosOptions {
+  const o = parseConfig(chaosOptionsSchema, input, 'chaos options');
+  const consumers = o.consumers ?? (o.ordering ? 1 : 2);
+  if (o.ordering && consumers > 1) {
+    throw new MailroomError('INVALID_CONFIG', 'chaos options: with ordering, run one consumer (several consumer processes do not pin keys).');
+  }
+  return {
+    ...o,
+    seed: o.seed ?? randomInt(0, 2 ** 31),
+    consumers,
+    handlerFailureRate: o.handlerFailureRate ?? (o.ordering ? 0 : 0.02),
+    log: o.log ?? ((): void => undefined),
+  };
 }

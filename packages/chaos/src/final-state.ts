@@ -18,3 +18,8 @@ export interface FinalState {
   /** The dead-letter store. */
   deadLetters: Array<{ messageId: string; source: string; reason: string }>;
 }
+
+/** A final state with nothing in it: what the checker judges when the run never got to its final reads. */
+export function emptyFinalState(): FinalState {
+  return { domain: [], outbox: [], inbox: [], ledger: [], queues: [], queuedIds: [], deadLetters: [] };
+}

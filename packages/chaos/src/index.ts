@@ -1,6 +1,8 @@
 export { runChaos } from './run-chaos.js';
-export { FAULT_KINDS, PROCESS_FAULTS, DEFAULT_FAULTS } from './options.js';
-export type { ChaosOptions, ChaosDbContext, FaultKind } from './options.js';
+export { FAULT_KINDS, PROCESS_FAULTS, DEFAULT_FAULTS } from './fault-kind.js';
+export type { FaultKind } from './fault-kind.js';
+export { chaosOptionsSchema } from './chaos-options.js';
+export type { ChaosOptions, ChaosDbContext, ChaosVerifyContext } from './chaos-options.js';
 export { check, ANOMALY_KINDS } from './checker.js';
 export type { CheckOptions, CheckResult, Anomalies, LatencyQuantiles } from './checker.js';
 export type { FinalState } from './final-state.js';

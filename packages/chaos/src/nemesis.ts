@@ -4,11 +4,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import type { ConfirmChannel } from 'amqplib';
 import type pg from 'pg';
-import { CONTENT_TYPE, WIRE_HEADERS, quoteIdentifier } from '@mailroom/core';
+import { CONTENT_TYPE, DEAD_LETTER_REASON } from '@mailroom/core';
+import { envelopeHeaders, publishConfirmed, quoteIdentifier } from '@mailroom/core/internal';
 import { CHAOS_EVENT_TYPE } from './chaos-event.js';
+import type { FaultKind } from './fault-kind.js';
 import type { FaultProxy } from './fault-proxy.js';
 import type { History } from './history.js';
-import type { FaultKind } from './options.js';
 import type { Random } from './random.js';
 import type { ProcessSlot } from './supervisor.js';
 
@@ -39,6 +40,9 @@ export interface NemesisTargets {
   applicationPrefix: string;
   serviceRestarts: { postgres?: string; rabbitmq?: string };
 }
+
+/** How long an injected message may wait for its publisher confirm. */
+const PUBLISH_TIMEOUT_MS = 10_000;
 
 type Outcome = { result: 'ok' | 'info' | 'fail'; value: Record<string, unknown> };
 
@@ -198,24 +202,28 @@ export class Nemesis {
     const id = randomUUID();
     const invalid = this.#random.chance(0.5);
     const payload = invalid ? { eventId: id, poison: 'not a key' } : { eventId: id, key: 'poison', producer: 0, poison: 'throw' };
-    this.#history.add('invoke', 'nemesis', 'inject-poison', { id, kind: invalid ? 'invalid-payload' : 'non-retryable' });
+    // The reason the consumer must give, so the history says what each poison message is.
+    const kind = invalid ? DEAD_LETTER_REASON.invalidPayload : DEAD_LETTER_REASON.nonRetryable;
+    this.#history.add('invoke', 'nemesis', 'inject-poison', { id, kind });
     const channel = await this.#t.channel();
     await this.#publish(channel, id, payload, null, new Date());
-    this.#history.add('ok', 'nemesis', 'inject-poison', { id, kind: invalid ? 'invalid-payload' : 'non-retryable' });
-    return { result: 'ok', value: { id, kind: invalid ? 'invalid-payload' : 'non-retryable' } };
+    this.#history.add('ok', 'nemesis', 'inject-poison', { id, kind });
+    return { result: 'ok', value: { id, kind } };
   }
 
+  /** Publishes as the relay would (the codec's headers, confirmed and mandatory); rejects unless confirmed. */
   async #publish(channel: ConfirmChannel, id: string, payload: unknown, key: string | null, occurredAt: Date): Promise<void> {
-    const headers: Record<string, string> = { [WIRE_HEADERS.occurredAt]: occurredAt.toISOString() };
-    if (key !== null) headers[WIRE_HEADERS.key] = key;
-    await new Promise<void>((resolve, reject) => {
-      channel.publish(
-        this.#t.exchange,
-        CHAOS_EVENT_TYPE,
-        Buffer.from(JSON.stringify(payload)),
-        { messageId: id, type: CHAOS_EVENT_TYPE, contentType: CONTENT_TYPE, persistent: true, mandatory: true, headers },
-        (error: unknown) => (error !== null && error !== undefined ? reject(new Error(`publish not confirmed: ${error instanceof Error ? error.message : JSON.stringify(error)}`)) : resolve()),
-      );
-    });
+    const properties = { messageId: id, type: CHAOS_EVENT_TYPE, contentType: CONTENT_TYPE, persistent: true, headers: envelopeHeaders({ key, occurredAt }) };
+    const { outcome } = publishConfirmed(
+      channel,
+      this.#t.exchange,
+      CHAOS_EVENT_TYPE,
+      Buffer.from(JSON.stringify(payload)),
+      properties,
+      // Matched by a per-publish id: concurrent fault streams share the channel and may pick one event.
+      { deadline: sleep(PUBLISH_TIMEOUT_MS, undefined, { ref: false }) },
+    );
+    const result = await outcome;
+    if (result.kind !== 'confirmed') throw new Error(`publish not confirmed: ${result.error}`);
   }
 }

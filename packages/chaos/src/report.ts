@@ -1,4 +1,7 @@
-import { ANOMALY_KINDS, type CheckResult } from './checker.js';
+import { ANOMALY_KINDS, check, type CheckResult } from './checker.js';
+import { emptyFinalState, type FinalState } from './final-state.js';
+import type { HistoryOp } from './history.js';
+import type { ProcessSlot } from './supervisor.js';
 
 /** What `runChaos` returns, and `mailroom chaos run --json` writes. */
 export interface ChaosReport {
@@ -24,6 +27,52 @@ export interface ChaosReport {
   historyPath?: string;
   /** Output of the child processes, kept when the run is not valid. */
   diagnostics?: Record<string, string>;
+}
+
+/** What a run hands over to be judged and reported. */
+export interface RunOutcome {
+  seed: number;
+  startedAt: Date;
+  config: Record<string, unknown>;
+  ordering: boolean;
+  phases: Record<string, number>;
+  drained: boolean;
+  history: readonly HistoryOp[];
+  /** The final reads; undefined when the run never got to them. */
+  state: FinalState | undefined;
+  /** Why the run cannot be judged, found by the harness itself (a failed phase). */
+  unjudgeable: string[];
+  verify: string[];
+  slots: readonly ProcessSlot[];
+  historyPath: string | undefined;
+}
+
+/**
+ * Judges a run with the checker and assembles its report: a run is valid only when the checker
+ * found nothing, it could be judged (the drain finished too) and `verify` found no problem.
+ */
+export function assembleReport(run: RunOutcome): ChaosReport {
+  const result = check(run.history, run.state ?? emptyFinalState(), { ordering: run.ordering });
+  result.unjudgeable.push(...run.unjudgeable);
+  if (!run.drained) result.unjudgeable.push('the drain timed out (see stuck)');
+  result.valid = result.valid && result.unjudgeable.length === 0 && run.verify.length === 0;
+  const finishedAt = new Date();
+  const report: ChaosReport = {
+    valid: result.valid,
+    seed: run.seed,
+    startedAt: run.startedAt.toISOString(),
+    finishedAt: finishedAt.toISOString(),
+    elapsedMs: finishedAt.getTime() - run.startedAt.getTime(),
+    config: run.config,
+    phases: run.phases,
+    drained: run.drained,
+    processes: run.slots.map((s) => ({ name: s.name, starts: s.starts, crashPointsFired: s.crashes })),
+    check: result,
+    verify: run.verify,
+  };
+  if (run.historyPath !== undefined) report.historyPath = run.historyPath;
+  if (!result.valid) report.diagnostics = Object.fromEntries(run.slots.map((s) => [s.name, s.output().slice(-5000)]));
+  return report;
 }
 
 const LABELS: Record<(typeof ANOMALY_KINDS)[number], string> = {

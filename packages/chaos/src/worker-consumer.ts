@@ -3,7 +3,9 @@
 // unique constraint, so an effect applied twice stays visible to the checker.
 import { pathToFileURL } from 'node:url';
 import pg from 'pg';
-import { crashPoint, quoteIdentifier } from '@mailroom/core';
+import { createAmqpConnection } from '@mailroom/core';
+import { crashPoint, quoteIdentifier } from '@mailroom/core/internal';
+import { createDeadLetterSink } from '@mailroom/dlq';
 import { createConsumer, handler, NonRetryableError } from '@mailroom/inbox';
 import { CHAOS_RETRY, chaosEvent, type ChaosEffect } from './chaos-event.js';
 import { need, needInt, report } from './worker-env.js';
@@ -25,17 +27,23 @@ if (modulePath !== '') {
 const pool = new pg.Pool({ connectionString: need('CHAOS_DATABASE_URL'), max: prefetch + 4, application_name: name });
 pool.on('error', () => undefined);
 const contract = chaosEvent(need('CHAOS_EXCHANGE'));
+// One connection for the consumer and its sink, as a service shares it.
+const amqp = createAmqpConnection({ url: need('CHAOS_AMQP_URL'), name });
+const deadLetters = { exchange: need('CHAOS_DEAD_LETTERS'), queue: need('CHAOS_DEAD_LETTERS') };
+// The sink runs in the consumer's process (the consumer starts and stops it), so the nemesis's
+// kills and crash points (`dlq.sink.after-commit-before-ack`) hit it too.
+const sink = createDeadLetterSink({ db: pool, amqp, schema, topology: deadLetters });
 const consumer = createConsumer({
   name: need('CHAOS_CONSUMER'),
   queue: need('CHAOS_QUEUE'),
   db: pool,
-  amqp: need('CHAOS_AMQP_URL'),
+  amqp,
   schema,
   prefetch,
   ordering,
   stopTimeoutMs: 2000,
   retry: CHAOS_RETRY,
-  deadLetters: { exchange: need('CHAOS_DEAD_LETTERS'), queue: need('CHAOS_DEAD_LETTERS'), sink: true },
+  deadLetters: { ...deadLetters, sink },
   handlers: [
     handler(contract, async (ctx) => {
       const { payload, db, message } = ctx;
@@ -54,6 +62,7 @@ consumer.on('retrying', (i) => report('retrying', { id: i.message.messageId, att
 process.once('SIGTERM', () => {
   void consumer
     .stop()
+    .then(() => amqp.close())
     .then(() => pool.end())
     .finally(() => process.exit(0));
 });

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import { quoteIdentifier } from '@mailroom/core';
+import { quoteIdentifier } from '@mailroom/core/internal';
 import { enqueue } from '@mailroom/outbox';
 import { chaosEvent } from './chaos-event.js';
 import type { CommitValue, History } from './history.js';

@@ -1,6 +1,7 @@
 // The checker on planted histories: a harness that cannot fail proves nothing, so every anomaly
 // it promises to find is planted here once, on top of a history that is valid.
 import { describe, expect, it } from 'vitest';
+import { DEAD_LETTER_REASON } from '@mailroom/core';
 import { check, formatSummary, parseHistory, type ChaosReport, type FinalState, type HistoryOp } from '@mailroom/chaos';
 
 const id = (n: number): string => `00000000-0000-4000-8000-${String(n).padStart(12, '0')}`;
@@ -35,7 +36,7 @@ function baseline(): { history: HistoryOp[]; state: FinalState } {
     ledger,
     queues: [{ queue: 'work', messages: 0 }],
     queuedIds: [],
-    deadLetters: [{ messageId: id(100), source: 'work', reason: 'invalid-payload' }],
+    deadLetters: [{ messageId: id(100), source: 'work', reason: DEAD_LETTER_REASON.invalidPayload }],
   };
   return { history, state };
 }
@@ -138,7 +139,7 @@ describe('checker', () => {
 
   it('flags an unexpected dead letter and an escaped poison message', () => {
     const { history, state } = baseline();
-    state.deadLetters = [{ messageId: id(2), source: 'work', reason: 'max-attempts' }];
+    state.deadLetters = [{ messageId: id(2), source: 'work', reason: DEAD_LETTER_REASON.maxAttempts }];
     state.ledger = state.ledger.filter((l) => l.eventId !== id(2));
     const result = check(history, state);
     expect(result.anomalies.unexpectedDeadLetter).toEqual([id(2)]);
