@@ -1,13 +1,12 @@
 // Shared helpers for the integration tests: a fresh schema per test file, a random prefix for
-// every exchange and queue, child processes, a TCP proxy that can cut a link, and polling.
+// every exchange and queue, child processes and a TCP proxy that can cut a link (polling is vi.waitFor).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { once } from 'node:events';
-import { setTimeout as sleep } from 'node:timers/promises';
 import * as amqp from 'amqplib';
 import pg from 'pg';
-import { inject } from 'vitest';
+import { inject, vi } from 'vitest';
 import { migrate } from '@mailroom/core';
 
 /** The URLs the global setup found (env, testcontainers or local defaults). */
@@ -111,7 +110,12 @@ export async function createTestBroker(): Promise<TestBroker> {
         ids: () => messages.map((m) => String(m.properties.messageId)),
         async waitForCount(n, timeoutMs = 30_000) {
           await ready;
-          await waitFor(() => messages.length >= n, { timeoutMs, what: `${n} messages on ${queue} (have ${messages.length})` });
+          await vi.waitFor(
+            () => {
+              if (messages.length < n) throw new Error(`${n} messages on ${queue} (have ${messages.length})`);
+            },
+            { timeout: timeoutMs, interval: 20 },
+          );
         },
         async stop() {
           await ready;
@@ -127,19 +131,6 @@ export async function createTestBroker(): Promise<TestBroker> {
       await connection.close().catch(() => undefined);
     },
   };
-}
-
-/** Polls `predicate` until it is true, or throws after `timeoutMs` naming `what`. */
-export async function waitFor(
-  predicate: () => boolean | Promise<boolean>,
-  options: { timeoutMs?: number; intervalMs?: number; what?: string } = {},
-): Promise<void> {
-  const deadline = Date.now() + (options.timeoutMs ?? 30_000);
-  for (;;) {
-    if (await predicate()) return;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${options.what ?? 'condition'}`);
-    await sleep(options.intervalMs ?? 50);
-  }
 }
 
 /** A child process with its output kept and its exit awaited. */
