@@ -1,15 +1,8 @@
 import tseslint from 'typescript-eslint';
+import { FAN } from './scripts/fan.mjs';
 
-// The fan (DESIGN.md, "Packages"): which workspace packages each package may import, always
-// through a public entry (or core's `internal` subpath, which only mailroom's packages use).
-const FAN = {
-  core: [],
-  outbox: ['@mailroom/core'],
-  inbox: ['@mailroom/core'],
-  dlq: ['@mailroom/core', '@mailroom/outbox'],
-  chaos: ['@mailroom/core', '@mailroom/outbox', '@mailroom/inbox', '@mailroom/dlq'],
-  cli: ['@mailroom/core', '@mailroom/outbox', '@mailroom/inbox', '@mailroom/dlq', '@mailroom/chaos'],
-};
+// Each package imports only the packages of the fan (scripts/fan.mjs), always through a public
+// entry (or core's `internal` subpath, which only mailroom's packages use).
 const PACKAGES = ['@mailroom/core', '@mailroom/outbox', '@mailroom/inbox', '@mailroom/dlq', '@mailroom/chaos', 'mailroom'];
 
 const deepImports = {

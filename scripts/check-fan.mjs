@@ -2,15 +2,8 @@
 // fan allows (DESIGN.md, "Packages"), so a consume-only service never installs the relay.
 // eslint.config.js enforces the same fan on imports.
 import { readFileSync } from 'node:fs';
+import { FAN } from './fan.mjs';
 
-const FAN = {
-  core: [],
-  outbox: ['@mailroom/core'],
-  inbox: ['@mailroom/core'],
-  dlq: ['@mailroom/core', '@mailroom/outbox'],
-  chaos: ['@mailroom/core', '@mailroom/outbox', '@mailroom/inbox', '@mailroom/dlq'],
-  cli: ['@mailroom/core', '@mailroom/outbox', '@mailroom/inbox', '@mailroom/dlq', '@mailroom/chaos'],
-};
 const problems = [];
 for (const [pkg, allowed] of Object.entries(FAN)) {
   const manifest = JSON.parse(readFileSync(new URL(`../packages/${pkg}/package.json`, import.meta.url), 'utf8'));
