@@ -22,7 +22,7 @@ export const DEAD_LETTER_REASON = {
   maxAttempts: 'max-attempts',
   /** The broker returned the relay's publish as unroutable on every attempt allowed. */
   unroutable: 'unroutable',
-  /** The relay could not publish the row at all (the broker or the client refused it). */
+  /** It cannot be published at all: the relay's row, or a consumer's retry copy, that the client or the broker refuses (sizes, limits). */
   unpublishable: 'unpublishable',
   /** On the dead-letter queue without a valid mailroom seal: not written by a mailroom consumer (kept, never replayed). */
   unsealed: 'unsealed',

@@ -24,7 +24,8 @@ export interface DeadLetterRecord {
 }
 
 /**
- * The one statement that writes `dead_letters`: an upsert of many rows by (source, message id).
+ * The one statement that writes `dead_letters`: an upsert of many rows by (source, message id),
+ * with every built-in schema-qualified (a hostile search_path of the caller's connection changes nothing).
  * A second record of the same message updates the reason, error and last failure, keeps the
  * first failure and the largest attempt count, and — when it failed again after a replay — makes
  * the dead letter pending again (`replayed_at` cleared).
@@ -35,8 +36,11 @@ function upsertSql(schema: string): string {
       routing_key, key, headers, payload, body, fingerprint)
     SELECT r.message_id, r.source, r.reason, r.error, r.attempts, r.failed_at, r.failed_at, r.type, r.exchange,
       r.routing_key, r.key, r.headers, r.payload, r.body, r.fingerprint
-    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[], $6::timestamptz[], $7::text[], $8::text[],
-      $9::text[], $10::text[], $11::jsonb[], $12::jsonb[], $13::bytea[], $14::text[])
+    FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.uuid[]), pg_catalog.unnest($2::pg_catalog.text[]), pg_catalog.unnest($3::pg_catalog.text[]),
+      pg_catalog.unnest($4::pg_catalog.text[]), pg_catalog.unnest($5::pg_catalog.int4[]), pg_catalog.unnest($6::pg_catalog.timestamptz[]),
+      pg_catalog.unnest($7::pg_catalog.text[]), pg_catalog.unnest($8::pg_catalog.text[]), pg_catalog.unnest($9::pg_catalog.text[]),
+      pg_catalog.unnest($10::pg_catalog.text[]), pg_catalog.unnest($11::pg_catalog.jsonb[]), pg_catalog.unnest($12::pg_catalog.jsonb[]),
+      pg_catalog.unnest($13::pg_catalog.bytea[]), pg_catalog.unnest($14::pg_catalog.text[]))
       AS r(message_id, source, reason, error, attempts, failed_at, type, exchange, routing_key, key, headers, payload, body, fingerprint)
     ON CONFLICT (source, message_id) DO UPDATE SET
       reason = excluded.reason, error = excluded.error, attempts = GREATEST(d.attempts, excluded.attempts),
@@ -45,7 +49,7 @@ function upsertSql(schema: string): string {
       type = COALESCE(excluded.type, d.type), exchange = COALESCE(excluded.exchange, d.exchange),
       routing_key = COALESCE(excluded.routing_key, d.routing_key), key = COALESCE(excluded.key, d.key),
       headers = excluded.headers, payload = excluded.payload, body = excluded.body, fingerprint = excluded.fingerprint,
-      replayed_at = CASE WHEN d.replayed_at IS NOT NULL AND excluded.last_failed_at > d.replayed_at THEN NULL ELSE d.replayed_at END`;
+      replayed_at = CASE WHEN d.replayed_at IS NOT NULL AND excluded.last_failed_at OPERATOR(pg_catalog.>) d.replayed_at THEN NULL ELSE d.replayed_at END`;
 }
 
 const statements = new Map<string, string>();

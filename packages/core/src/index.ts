@@ -15,6 +15,8 @@ export { migrate, migrationScript, DEFAULT_SCHEMA } from './migrations.js';
 export type { MigrateOptions, MigrateResult } from './migrations.js';
 export { createAmqpConnection } from './amqp-connection.js';
 export type { AmqpConnection, AmqpConnectionOptions, AmqpConnectionEvents, AmqpChannelModel, AmqpTlsOptions } from './amqp-connection.js';
+export { COMPONENT_GRANTS, MAILROOM_COMPONENTS, grantsScript, missingGrants, assertGrants } from './grants.js';
+export type { MailroomComponent, TablePrivilege, TableGrant, GrantRoles, MissingGrant } from './grants.js';
 export { MetricsRegistry } from './metrics.js';
 export type { Counter, Histogram } from './metrics.js';
 export { createConsoleLogger, silentLogger } from './logger.js';

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { z } from 'zod';
 import { RESERVED_HEADER_PREFIX } from './envelope/header-names.js';
-import { isReservedHeader } from './envelope/header-values.js';
+import { envelopeHeaders, isReservedHeader } from './envelope/header-values.js';
+import { checkPublishLimits, TRACE_CONTEXT_RESERVE_BYTES } from './publish-limits.js';
 import { MailroomError } from './errors.js';
 import { isUuid } from './uuid.js';
 
@@ -146,6 +147,15 @@ export function defineMessage<const TType extends string, TSchema extends z.ZodT
         exchange,
         routingKey: createOptions.routingKey ?? routingKey,
       };
+      // Sizes the broker or the client would refuse are refused here, where the caller can fix them.
+      checkPublishLimits({
+        exchange,
+        routingKey: message.routingKey,
+        type,
+        messageId,
+        headers: { ...message.headers, ...envelopeHeaders(message) },
+        reserveHeaderBytes: TRACE_CONTEXT_RESERVE_BYTES,
+      });
       Object.defineProperty(message, CONTRACT_OF, { value: contract, enumerable: false });
       return message;
     },

@@ -73,7 +73,13 @@ export async function migrate(db: Queryable, options: MigrateOptions = {}): Prom
       if (options.dryRun === true || pending.length === 0) {
         return { applied: pending, alreadyApplied: [...done].sort((a, b) => a - b) };
       }
-      await tx.query(`CREATE SCHEMA IF NOT EXISTS ${quoted}`);
+      // CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the schema exists: an
+      // owner of a schema a DBA made for it could not migrate. Create it only when it is missing.
+      const found = await tx.query<{ present: boolean }>(
+        'SELECT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname OPERATOR(pg_catalog.=) $1::pg_catalog.name) AS present',
+        [schema],
+      );
+      if (found.rows[0]?.present !== true) await tx.query(`CREATE SCHEMA ${quoted}`);
       await tx.query(
         `CREATE TABLE IF NOT EXISTS ${quoted}.mailroom_migrations (id integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
       );

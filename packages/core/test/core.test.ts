@@ -60,6 +60,9 @@ describe('message contracts', () => {
     expect(() => OrderPlaced.create({ orderId: 'o-1', total: -1 })).toThrowError(/Invalid payload for message type "order.placed": total/);
     expect(() => OrderPlaced.create({ orderId: 'o', total: 1 }, { messageId: 'nope' })).toThrowError(/must be a UUID/);
     expect(() => OrderPlaced.create({ orderId: 'o', total: 1 }, { headers: { 'x-mailroom-key': 'k' } })).toThrowError(/reserved/);
+    // What the broker or amqplib would refuse is refused at create, not retried by the relay.
+    expect(() => OrderPlaced.create({ orderId: 'o', total: 1 }, { routingKey: 'r'.repeat(256) })).toThrowError(/can never be published/);
+    expect(() => OrderPlaced.create({ orderId: 'o', total: 1 }, { headers: { pad: 'p'.repeat(65_500) } })).toThrowError(/can never be published/);
   });
 });
 
@@ -79,7 +82,7 @@ describe('migrations', () => {
     const appliedCounts = results.map((r) => r.applied.length);
     expect(appliedCounts.filter((n) => n > 0)).toHaveLength(1);
     const tables = await pool.query(`SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY 1`, [schema]);
-    expect(tables.rows.map((r: { table_name: string }) => r.table_name)).toEqual(['dead_letters', 'inbox', 'inbox_consumers', 'mailroom_migrations', 'outbox', 'secrets']);
+    expect(tables.rows.map((r: { table_name: string }) => r.table_name)).toEqual(['dead_letter_actions', 'dead_letters', 'inbox', 'inbox_consumers', 'mailroom_migrations', 'outbox', 'secrets']);
     const again = await migrate(pool, { schema });
     expect(again.applied).toHaveLength(0);
   });

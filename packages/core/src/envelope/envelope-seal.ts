@@ -43,7 +43,7 @@ const KEY_NAME = 'envelope-seal';
  */
 export async function loadEnvelopeSeal(db: Executor, schema: string): Promise<EnvelopeSeal> {
   const table = `${quoteIdentifier(schema)}.secrets`;
-  const result = await db.query<{ value: Buffer }>(`SELECT value FROM ${table} WHERE name = $1`, [KEY_NAME]);
+  const result = await db.query<{ value: Buffer }>(`SELECT value FROM ${table} WHERE name OPERATOR(pg_catalog.=) $1::pg_catalog.text`, [KEY_NAME]);
   const key = result.rows[0]?.value;
   if (key === undefined) {
     throw new MailroomError('MIGRATION_FAILED', `${table} has no ${KEY_NAME} key: run \`mailroom migrate\` (or migrate()) first.`);
