@@ -1,5 +1,6 @@
 import type { ConfirmChannel } from 'amqplib';
 import type { Logger } from '@mailroom/core';
+import type { EnvelopeSeal } from '@mailroom/core/internal';
 import type { ConsumerEvents, ConsumerStats } from './consumer-events.js';
 import type { ConsumerMetrics } from './consumer-metrics.js';
 import type { ResolvedConsumerOptions } from './consumer-options.js';
@@ -11,6 +12,8 @@ import type { ResolvedConsumerOptions } from './consumer-options.js';
 export interface ConsumerContext<TTx> {
   /** The consumer's options, defaults filled in. */
   readonly options: ResolvedConsumerOptions<TTx>;
+  /** Seals retry and dead-letter copies and verifies retry state (loaded by start(), before any delivery). */
+  readonly seal: EnvelopeSeal;
   /** The quoted `<schema>.inbox` table. */
   readonly inboxTable: string;
   /** The handle's stats, counted here once the work is done. */

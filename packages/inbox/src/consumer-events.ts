@@ -11,6 +11,10 @@ export interface ConsumerStats {
   handled: number;
   /** Deliveries found in the inbox already: acked, nothing committed. */
   duplicates: number;
+  /** Of `duplicates`, those whose body differs from the one handled (same id, another payload). */
+  conflictingDuplicates: number;
+  /** Deliveries that came by the delay-queue route without a valid seal (forged retry state), handled as attempt 1. */
+  forged: number;
   /** Handler failures (each retried or dead-lettered). */
   failures: number;
   /** Deliveries sent to a delay queue for another attempt. */
@@ -23,7 +27,7 @@ export interface ConsumerStats {
 
 /** Stats of a consumer that did nothing yet. */
 export function emptyConsumerStats(): ConsumerStats {
-  return { handled: 0, duplicates: 0, failures: 0, retries: 0, deadLettered: 0, requeued: 0 };
+  return { handled: 0, duplicates: 0, conflictingDuplicates: 0, forged: 0, failures: 0, retries: 0, deadLettered: 0, requeued: 0 };
 }
 
 /** What the `deadLettered` event tells. */
@@ -46,6 +50,13 @@ export interface ConsumerEvents {
   handled: [message: MessageMetadata, durationMs: number];
   /** A duplicate delivery was acked without running the handler. */
   duplicate: [message: MessageMetadata];
+  /**
+   * A duplicate whose body differs from the one handled under its id (after `duplicate`): acked,
+   * the first one's effect stays. Hashes are hex SHA-256 of the bodies.
+   */
+  conflictingDuplicate: [info: { message: MessageMetadata; storedHash: string; receivedHash: string }];
+  /** A delivery came by the delay-queue route without a valid seal; its retry state was ignored. */
+  forged: [info: { messageId: string; queue: string }];
   /** A failed delivery will be attempted again after `delayMs`. */
   retrying: [info: { message: MessageMetadata; error: string; delayMs: number }];
   /** A delivery went to the dead letters. */

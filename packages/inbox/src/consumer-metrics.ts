@@ -7,6 +7,12 @@ export interface ConsumerMetrics {
   handled: Counter;
   /** `mailroom_inbox_duplicates_total{consumer}`: duplicates acked without the handler. */
   duplicates: Counter;
+  /** `mailroom_inbox_conflicting_duplicates_total{consumer}`: duplicates with another payload (also counted as duplicates). */
+  conflictingDuplicates: Counter;
+  /** `mailroom_inbox_forged_total{consumer}`: deliveries by the delay-queue route without a valid seal. */
+  forged: Counter;
+  /** `mailroom_inbox_trimmed_copies_total{consumer}`: dead-letter copies sent without some of the delivery's headers (they did not fit). */
+  trimmedCopies: Counter;
   /** `mailroom_inbox_failures_total{consumer,type}`: handler failures. */
   failures: Counter;
   /** `mailroom_inbox_retries_total{consumer}`: copies sent to a delay queue. */
@@ -29,6 +35,13 @@ export function consumerMetrics(registry: MetricsRegistry = new MetricsRegistry(
   const metrics: ConsumerMetrics = {
     handled: registry.counter('mailroom_inbox_handled_total', 'Deliveries whose handler transaction committed.', ['consumer', 'type']),
     duplicates: registry.counter('mailroom_inbox_duplicates_total', 'Duplicate deliveries acked without running the handler.', ['consumer']),
+    conflictingDuplicates: registry.counter(
+      'mailroom_inbox_conflicting_duplicates_total',
+      'Duplicate deliveries whose body differs from the one handled under their id (acked; the first one stays).',
+      ['consumer'],
+    ),
+    forged: registry.counter('mailroom_inbox_forged_total', 'Deliveries by the delay-queue route without a valid seal (retry state ignored).', ['consumer']),
+    trimmedCopies: registry.counter('mailroom_inbox_trimmed_copies_total', "Dead-letter copies sent without some of the delivery's headers, which did not fit.", ['consumer']),
     failures: registry.counter('mailroom_inbox_failures_total', 'Handler failures (each one retried or dead-lettered).', ['consumer', 'type']),
     retries: registry.counter('mailroom_inbox_retries_total', 'Deliveries sent to a delay queue for another attempt.', ['consumer']),
     deadLettered: registry.counter('mailroom_inbox_dead_lettered_total', 'Deliveries sent to the dead letters, by reason.', ['consumer', 'reason']),

@@ -2,6 +2,8 @@ import { z } from 'zod';
 import { DEFAULT_DEAD_LETTERS, DEFAULT_SCHEMA, MailroomError, type AmqpConnection, type Logger, type MetricsRegistry, type Queryable } from '@mailroom/core';
 import { isKysely, isPgPool, parseConfig, validateIdentifier } from '@mailroom/core/internal';
 import type { HandlerBinding } from './handler.js';
+import { checkBrokerNames } from './broker-names.js';
+import { delayQueuesOf } from './consumer-topology.js';
 import { checkRetentionWindow, inboxRetentionSchema } from './inbox-retention.js';
 import { retryPolicySchema } from './retry-policy.js';
 
@@ -83,8 +85,11 @@ export const consumerOptionsSchema = z.strictObject({
     .meta({ description: 'handlers by message type, made with handler(contract, fn)' }),
   /** The schema of mailroom's tables. Default: `mailroom`. */
   schema: z.string().default(DEFAULT_SCHEMA).meta({ description: "schema of mailroom's tables" }),
-  /** The work queue. Default: the consumer's name. */
-  queue: z.string().min(1).max(200).optional().meta({ description: 'the work queue', defaultText: "the consumer's name" }),
+  /**
+   * The work queue. At most 255 bytes with its delay queues' suffix (`.retry.<ms>ms`), no
+   * control characters, not `amq.*`. Default: the consumer's name.
+   */
+  queue: z.string().min(1).optional().meta({ description: 'the work queue', defaultText: "the consumer's name" }),
   /**
    * `classic` or `quorum` (replicated; choose it on a cluster). Changing it for an existing
    * queue needs a new queue name. Default: `classic`.
@@ -103,6 +108,11 @@ export const consumerOptionsSchema = z.strictObject({
   ordering: z.boolean().default(false).meta({ description: 'handle messages of one key one at a time, in delivery order' }),
   /** Bodies larger than this go to the dead letters unread. Default: 1048576 (1 MiB). */
   maxBodyBytes: z.number().int().positive().default(1_048_576).meta({ description: 'larger bodies go to the dead letters unread' }),
+  /**
+   * JSON nested deeper than this (objects and arrays) goes to the dead letters as
+   * `invalid-payload`, checked in one pass over the bytes before parsing. Default: 64.
+   */
+  maxJsonDepth: z.number().int().min(1).max(100_000).default(64).meta({ description: 'deeper JSON goes to the dead letters unparsed' }),
   /** The dead-letter exchange and queue, and an optional sink that drains the queue into the store. Default: `mailroom.dead-letters`, no sink. */
   deadLetters: deadLetterOptionsSchema.prefault({}).meta({ description: 'dead-letter exchange, queue and sink' }),
   /** Inbox retention. Default: 7 days, cleaned hourly. */
@@ -148,5 +158,14 @@ export function resolveConsumerOptions<TTx>(input: ConsumerOptions<TTx>): Resolv
   const defaults = new Map<string, QueueBinding>();
   for (const b of input.handlers) defaults.set(`${b.contract.exchange}\u0000${b.contract.routingKey}`, { exchange: b.contract.exchange, routingKey: b.contract.routingKey });
   checkRetentionWindow(options.retention.windowMs, options.retry);
-  return { ...options, queue: options.queue ?? options.name, bindings: options.bindings ?? [...defaults.values()], handlers };
+  const queue = options.queue ?? options.name;
+  const bindings = options.bindings ?? [...defaults.values()];
+  checkBrokerNames({
+    queue: { option: options.queue === undefined ? 'name' : 'queue', value: queue },
+    delayQueues: [...delayQueuesOf(queue, options.retry).values()],
+    bindings,
+    bindingsFromContracts: options.bindings === undefined,
+    deadLetters: options.deadLetters,
+  });
+  return { ...options, queue, bindings, handlers };
 }

@@ -2,12 +2,14 @@ import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ConfirmChannel, ConsumeMessage } from 'amqplib';
 import { MailroomError, describeError, silentLogger, type AmqpConnection, type Logger, type Queryable } from '@mailroom/core';
-import { AmqpSubscription, deliveryKey, quoteIdentifier, resolveAmqpConnection } from '@mailroom/core/internal';
+import { AmqpSubscription, assertGrants, deliveryKey, quoteIdentifier, resolveAmqpConnection, type EnvelopeSeal } from '@mailroom/core/internal';
+import { loginRefusedError, permanentStartError } from './broker-refusals.js';
 import type { ConsumerContext } from './consumer-context.js';
 import { emptyConsumerStats, type ConsumerEvents, type ConsumerStats } from './consumer-events.js';
 import { consumerMetrics } from './consumer-metrics.js';
 import { resolveConsumerOptions, type ConsumerOptions, type ResolvedConsumerOptions } from './consumer-options.js';
 import { registerConsumer } from './consumer-registration.js';
+import { loadConsumerSeal } from './consumer-seal.js';
 import { declareConsumerTopology, delayQueuesOf } from './consumer-topology.js';
 import { processDelivery } from './delivery-processor.js';
 import { cleanupInbox } from './inbox-retention.js';
@@ -30,9 +32,11 @@ export interface Consumer extends EventEmitter<ConsumerEvents> {
   /** The delay queue names, one per distinct retry delay. */
   readonly delayQueues: string[];
   /**
-   * Registers the consumer in the database, declares the topology, starts the dead-letter sink
-   * if one was given, and starts consuming. Resolves once subscribed; rejects at once on what
-   * retrying cannot fix (no inbox tables, a queue declared with other arguments).
+   * Registers the consumer in the database, loads the envelope seal, declares the topology,
+   * starts the dead-letter sink if one was given, and starts consuming. Resolves once subscribed;
+   * a broker that cannot be reached is waited for. Rejects at once, leaving nothing running, on
+   * what retrying cannot fix: a schema not migrated (no inbox tables, no seal key), a login the
+   * broker refuses, a topology it refuses (403 ACCESS_REFUSED, 404, 406 PRECONDITION_FAILED, 530).
    */
   start(): Promise<void>;
   /**
@@ -83,6 +87,7 @@ class InboxConsumer<TTx> extends EventEmitter<ConsumerEvents> implements Consume
   #stopping = false;
   #stopped: Promise<void> | undefined;
   #cleanupTimer: NodeJS.Timeout | undefined;
+  #seal: EnvelopeSeal | undefined;
 
   constructor(options: ResolvedConsumerOptions<TTx>) {
     super();
@@ -90,8 +95,15 @@ class InboxConsumer<TTx> extends EventEmitter<ConsumerEvents> implements Consume
     this.name = options.name;
     this.queue = options.queue;
     this.#logger = options.logger ?? silentLogger;
+    const seal = (): EnvelopeSeal => {
+      if (this.#seal === undefined) throw new MailroomError('NOT_CONNECTED', `Consumer "${this.name}" has not loaded its envelope seal: call start().`);
+      return this.#seal;
+    };
     this.#ctx = {
       options,
+      get seal() {
+        return seal();
+      },
       inboxTable: `${quoteIdentifier(options.schema)}.inbox`,
       stats: this.#stats,
       metrics: consumerMetrics(options.metrics),
@@ -124,16 +136,8 @@ class InboxConsumer<TTx> extends EventEmitter<ConsumerEvents> implements Consume
         });
         this.#consumerTag = reply.consumerTag;
       },
-      // 406 PRECONDITION_FAILED: a queue exists with other arguments (classic vs quorum, say).
-      // Retrying cannot fix that, so start() says so instead of hanging.
-      fatal: (error) =>
-        (error as { code?: unknown }).code === 406
-          ? new MailroomError(
-              'INVALID_CONFIG',
-              `Consumer "${this.name}": RabbitMQ refused the topology: ${describeError(error)}. An existing queue has other arguments (queueType?); delete it or use another queue name.`,
-              { cause: error },
-            )
-          : undefined,
+      // What retrying cannot fix (403, 404, 406, 530) makes start() reject instead of hanging.
+      fatal: (error) => permanentStartError(this.name, this.queue, error),
       onSubscribed: () => this.#notify('subscribed'),
       onClosed: () => {
         this.#consumerTag = undefined;
@@ -162,21 +166,47 @@ class InboxConsumer<TTx> extends EventEmitter<ConsumerEvents> implements Consume
   async start(): Promise<void> {
     if (this.#started) throw new MailroomError('INVALID_CONFIG', `Consumer "${this.name}" is already started; create a new one to start again.`);
     this.#started = true;
+    // A missing grant fails start() naming it, instead of a requeue per delivery later.
+    await assertGrants(this.#o.db, this.#o.schema, 'consumer');
     await registerConsumer(this.#o.db, this.#o.schema, {
       consumer: this.name,
       queue: this.queue,
       retentionMs: this.#o.retention.windowMs,
       retryHorizonMs: retryHorizonMs(this.#o.retry),
     });
+    this.#seal = await loadConsumerSeal(this.#o.db, this.#o.schema, this.name);
+    await this.#checkLogin();
     // The sink first: the dead letters of the first deliveries are drained as they come.
     await this.#o.deadLetters.sink?.start();
-    await this.#subscription.start();
+    try {
+      await this.#subscription.start();
+    } catch (error) {
+      // Nothing may keep retrying behind a start() that failed: stop the sink, the subscription
+      // (a resubscription the closed channel scheduled) and the connection.
+      await this.stop();
+      throw error;
+    }
     const { cleanupIntervalMs } = this.#o.retention;
     if (cleanupIntervalMs > 0) {
       this.#cleanupTimer = setInterval(() => {
         this.cleanup().catch((error: unknown) => this.#logger.warn('inbox cleanup failed', { error: describeError(error) }));
       }, cleanupIntervalMs);
       this.#cleanupTimer.unref();
+    }
+  }
+
+  // A login the broker refuses (wrong user or password) would be refused on every reconnect: one
+  // connection attempt first, on a connection this consumer owns, tells that from an outage
+  // (which the subscription then waits out, retrying).
+  async #checkLogin(): Promise<void> {
+    if (!this.#ownsConnection || this.#connection.connected) return;
+    try {
+      await this.#connection.connectOnce();
+    } catch (error) {
+      const refused = loginRefusedError(this.name, error);
+      if (refused === undefined) return;
+      await this.stop();
+      throw refused;
     }
   }
 

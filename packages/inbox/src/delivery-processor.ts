@@ -5,13 +5,14 @@ import { SpanKind, crashPoint, decodeDelivery, extractTraceContext, withSpan, ty
 import type { ConsumerContext } from './consumer-context.js';
 import { UnroutableError } from './copy-publisher.js';
 import { validateDelivery, type AcceptedDelivery } from './delivery-validation.js';
-import { deadLetter, routeFailure, settle, type Routed } from './failure-routing.js';
+import { REQUEUE_PAUSE_MS, ack, deadLetter, requeueAfterPause, routeFailure, type Routed } from './failure-routing.js';
 import type { MessageMetadata } from './handler.js';
 import { runHandlerTransaction, type TransactionOutcome } from './handler-transaction.js';
+import { payloadHash } from './payload-hash.js';
 
 /**
  * Handles one delivery to the end: it is acked (handled, duplicate, retried or dead-lettered) or
- * given back to the queue. Never rejects.
+ * given back to the queue after a pause. Never rejects.
  */
 export async function processDelivery<TTx>(ctx: ConsumerContext<TTx>, channel: ConfirmChannel, message: ConsumeMessage): Promise<void> {
   try {
@@ -20,26 +21,35 @@ export async function processDelivery<TTx>(ctx: ConsumerContext<TTx>, channel: C
     do routed = await processOnce(ctx, channel, message);
     while (routed === 'again');
   } catch (error) {
-    // Only a broker failure while retrying or dead-lettering gets here: the delivery stays
-    // unacked and the broker hands it out again once the channel is gone.
+    // Only a broker failure while retrying or dead-lettering gets here (a copy not confirmed, or
+    // returned): the delivery goes back to the queue after a pause, never at once.
     ctx.stats.requeued += 1;
     ctx.metrics.requeued.inc({ consumer: ctx.options.name });
-    ctx.logger.warn(`consumer ${ctx.options.name}: could not settle a delivery; it will be redelivered`, { error: describeError(error) });
-    settle(channel, message, 'requeue');
-    // A returned copy means our topology is gone: a fresh channel declares it again.
+    ctx.logger.warn(`consumer ${ctx.options.name}: could not settle a delivery; it goes back to the queue in ${REQUEUE_PAUSE_MS} ms`, { error: describeError(error) });
+    const rawId: unknown = message.properties.messageId;
+    ctx.notify('requeued', { messageId: typeof rawId === 'string' ? rawId.slice(0, 100) : '', error: describeError(error) });
+    // A returned copy means our topology is gone: a fresh channel declares it again (and gives the delivery back).
     if (error instanceof UnroutableError) channel.close().catch(() => undefined);
+    await requeueAfterPause(ctx, channel, message);
   }
 }
 
 async function processOnce<TTx>(ctx: ConsumerContext<TTx>, channel: ConfirmChannel, message: ConsumeMessage): Promise<Routed> {
   const { name, queue } = ctx.options;
-  const delivery = decodeDelivery(message, queue);
-  const checked = validateDelivery(message, delivery, { consumer: name, handlers: ctx.options.handlers, maxBodyBytes: ctx.options.maxBodyBytes });
+  const delivery = decodeDelivery(message, queue, ctx.seal);
+  if (delivery.forged) countForged(ctx, message);
+  const checked = validateDelivery(message, delivery, {
+    consumer: name,
+    handlers: ctx.options.handlers,
+    maxBodyBytes: ctx.options.maxBodyBytes,
+    maxJsonDepth: ctx.options.maxJsonDepth,
+  });
   if (!checked.accepted) {
     await deadLetter(ctx, channel, message, delivery, { reason: checked.reason, error: checked.error });
     return 'settled';
   }
   const meta = metadataOf(ctx, message, delivery, checked);
+  const receivedHash = payloadHash(message.content);
   const started = performance.now();
   let outcome: TransactionOutcome;
   try {
@@ -59,8 +69,8 @@ async function processOnce<TTx>(ctx: ConsumerContext<TTx>, channel: ConfirmChann
         },
       },
       async (span) => {
-        const result = await transaction(ctx, checked, meta);
-        span.setAttribute('mailroom.outcome', result);
+        const result = await transaction(ctx, checked, meta, receivedHash);
+        span.setAttribute('mailroom.outcome', outcomeName(result, receivedHash));
         return result;
       },
     );
@@ -68,12 +78,13 @@ async function processOnce<TTx>(ctx: ConsumerContext<TTx>, channel: ConfirmChann
     return routeFailure(ctx, channel, message, delivery, meta, thrown);
   }
   crashPoint('inbox.after-commit-before-ack');
-  settle(channel, message, 'ack');
+  ack(channel, message);
   const seconds = (performance.now() - started) / 1000;
-  if (outcome === 'duplicate') {
+  if (outcome.kind === 'duplicate') {
     ctx.stats.duplicates += 1;
     ctx.metrics.duplicates.inc({ consumer: name });
     ctx.notify('duplicate', meta);
+    if (isConflicting(outcome, receivedHash)) countConflict(ctx, meta, outcome.storedHash, receivedHash);
   } else {
     ctx.stats.handled += 1;
     ctx.metrics.handled.inc({ consumer: name, type: meta.type });
@@ -83,7 +94,48 @@ async function processOnce<TTx>(ctx: ConsumerContext<TTx>, channel: ConfirmChann
   return 'settled';
 }
 
-async function transaction<TTx>(ctx: ConsumerContext<TTx>, checked: AcceptedDelivery<TTx>, meta: MessageMetadata): Promise<TransactionOutcome> {
+function isConflicting(outcome: TransactionOutcome, receivedHash: string): outcome is { kind: 'duplicate'; storedHash: string } {
+  // A row written before migration 6 has no hash: nothing to compare, a plain duplicate.
+  return outcome.kind === 'duplicate' && outcome.storedHash !== null && outcome.storedHash !== receivedHash;
+}
+
+function outcomeName(outcome: TransactionOutcome, receivedHash: string): string {
+  return isConflicting(outcome, receivedHash) ? 'conflicting-duplicate' : outcome.kind;
+}
+
+/**
+ * Same id, another body: the first one won (its effect is committed) and this one is acked like
+ * any duplicate, but counted, logged with both hashes and emitted, since a producer reusing an id
+ * for another payload loses that payload.
+ */
+function countConflict<TTx>(ctx: ConsumerContext<TTx>, meta: MessageMetadata, storedHash: string, receivedHash: string): void {
+  const { name } = ctx.options;
+  ctx.stats.conflictingDuplicates += 1;
+  ctx.metrics.conflictingDuplicates.inc({ consumer: name });
+  ctx.logger.warn(`consumer ${name}: message ${meta.messageId} is a duplicate with another payload; acked, the first one handled stays`, {
+    storedHash,
+    receivedHash,
+    type: meta.type,
+  });
+  ctx.notify('conflictingDuplicate', { message: meta, storedHash, receivedHash });
+}
+
+/**
+ * A delivery that came by a delay queue's route (the default exchange, routed to the work queue)
+ * without a valid seal: someone published it there with made-up retry state. It is read as a
+ * first attempt with its real route; counted and logged here.
+ */
+function countForged<TTx>(ctx: ConsumerContext<TTx>, message: ConsumeMessage): void {
+  const { name } = ctx.options;
+  const rawId: unknown = message.properties.messageId;
+  const messageId = typeof rawId === 'string' ? rawId.slice(0, 100) : '';
+  ctx.stats.forged += 1;
+  ctx.metrics.forged.inc({ consumer: name });
+  ctx.logger.warn(`consumer ${name}: message ${JSON.stringify(messageId)} came by the delay-queue route without a valid seal; its retry state is ignored (handled as attempt 1)`);
+  ctx.notify('forged', { messageId, queue: ctx.options.queue });
+}
+
+async function transaction<TTx>(ctx: ConsumerContext<TTx>, checked: AcceptedDelivery<TTx>, meta: MessageMetadata, receivedHash: string): Promise<TransactionOutcome> {
   const controller = new AbortController();
   ctx.aborts.add(controller);
   try {
@@ -93,6 +145,7 @@ async function transaction<TTx>(ctx: ConsumerContext<TTx>, checked: AcceptedDeli
       consumer: ctx.options.name,
       binding: checked.binding,
       body: checked.body,
+      payloadHash: receivedHash,
       message: meta,
       signal: controller.signal,
     });

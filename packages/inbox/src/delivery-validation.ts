@@ -1,6 +1,7 @@
 import { DEAD_LETTER_REASON, describeError, type DeadLetterReason } from '@mailroom/core';
 import type { DecodedDelivery, WireMessage } from '@mailroom/core/internal';
 import type { HandlerBinding } from './handler.js';
+import { exceedsJsonDepth } from './json-depth.js';
 
 /** A delivery the consumer can hand to its handler transaction. */
 export interface AcceptedDelivery<TTx> {
@@ -28,14 +29,17 @@ export interface DeliveryLimits<TTx> {
   handlers: ReadonlyMap<string, HandlerBinding<TTx>>;
   /** Bodies larger than this are refused unread. */
   maxBodyBytes: number;
+  /** JSON nested deeper than this is refused unparsed. */
+  maxJsonDepth: number;
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 /**
  * The validation ladder: the checks a delivery passes before any database work, cheapest first,
- * so a hostile message costs bounded work (an oversized body is never decoded). Each refusal is
- * a dead-letter verdict, never a requeue: another attempt cannot fix any of them.
+ * so a hostile message costs bounded work (an oversized body is never decoded, a too deeply
+ * nested one never parsed). Each refusal is a dead-letter verdict, never a requeue: another
+ * attempt cannot fix any of them.
  */
 export function validateDelivery<TTx>(message: WireMessage, delivery: DecodedDelivery, limits: DeliveryLimits<TTx>): AcceptedDelivery<TTx> | RefusedDelivery {
   if (message.content.length > limits.maxBodyBytes) {
@@ -57,6 +61,9 @@ export function validateDelivery<TTx>(message: WireMessage, delivery: DecodedDel
       DEAD_LETTER_REASON.unknownType,
       `No handler for message type ${delivery.type !== null ? `"${delivery.type}"` : '(none)'} in consumer "${limits.consumer}"; it handles ${[...limits.handlers.keys()].map((t) => `"${t}"`).join(', ')}.`,
     );
+  }
+  if (exceedsJsonDepth(message.content, limits.maxJsonDepth)) {
+    return refuse(DEAD_LETTER_REASON.invalidPayload, `The JSON body nests objects or arrays deeper than ${limits.maxJsonDepth} levels (maxJsonDepth); it was not parsed.`);
   }
   let body: unknown;
   try {

@@ -3,7 +3,7 @@ import type { ConfirmChannel, ConsumeMessage } from 'amqplib';
 import { DEAD_LETTER_REASON, describeError, type DeadLetterReason } from '@mailroom/core';
 import { crashPoint, type DecodedDelivery } from '@mailroom/core/internal';
 import type { ConsumerContext } from './consumer-context.js';
-import { publishDeadLetterCopy, publishRetryCopy } from './copy-publisher.js';
+import { UnencodableCopyError, publishDeadLetterCopy, publishRetryCopy } from './copy-publisher.js';
 import type { MessageMetadata } from './handler.js';
 import { HandlerFailure, isHandlerSqlState } from './handler-failure.js';
 import { retryDelayMs } from './retry-policy.js';
@@ -11,8 +11,15 @@ import { retryDelayMs } from './retry-policy.js';
 /** What became of a failed delivery: settled one way or another, or to be tried again in place. */
 export type Routed = 'settled' | 'again';
 
+/**
+ * How long a delivery waits before it is given back to the queue. Nothing is ever requeued
+ * without a pause: a delivery that fails the same way each time would otherwise come straight
+ * back, over and over, holding a prefetch slot and burning CPU.
+ */
+export const REQUEUE_PAUSE_MS = 1000;
+
 /** Acks or requeues a delivery; on a closed channel that is a no-op (the broker redelivers it). */
-export function settle(channel: ConfirmChannel, message: ConsumeMessage, how: 'ack' | 'requeue'): void {
+function settle(channel: ConfirmChannel, message: ConsumeMessage, how: 'ack' | 'requeue'): void {
   try {
     if (how === 'ack') channel.ack(message);
     else channel.nack(message, false, true);
@@ -21,10 +28,27 @@ export function settle(channel: ConfirmChannel, message: ConsumeMessage, how: 'a
   }
 }
 
+/** Acks a delivery (a no-op on a closed channel: the broker redelivers it and the inbox dedupes it). */
+export function ack(channel: ConfirmChannel, message: ConsumeMessage): void {
+  settle(channel, message, 'ack');
+}
+
 /**
- * Sends a delivery to the dead letters and acks it. The copy is confirmed on the broker before
- * the original is acked, so a crash in between leaves a duplicate dead letter, which the sink's
- * upsert absorbs, never a loss. Rejects (leaving the delivery unacked) when the copy was not kept.
+ * Gives a delivery back to the queue after {@link REQUEUE_PAUSE_MS}: the one way the consumer
+ * requeues. No pause once stop() began or the channel closed: this consumer takes nothing more
+ * from that channel, so no loop can form (and a closed channel gives the delivery back anyway).
+ */
+export async function requeueAfterPause<TTx>(ctx: ConsumerContext<TTx>, channel: ConfirmChannel, message: ConsumeMessage): Promise<void> {
+  if (!ctx.stopping() && !ctx.closed(channel)) await sleep(REQUEUE_PAUSE_MS, undefined, { ref: false });
+  settle(channel, message, 'requeue');
+}
+
+/**
+ * Sends a delivery to the dead letters and acks it. The copy is sealed and confirmed on the
+ * broker before the original is acked, so a crash in between leaves a duplicate dead letter,
+ * which the sink's upsert absorbs, never a loss. A copy whose headers no longer fit goes with
+ * trimmed headers (its error says which were dropped). Rejects (leaving the delivery unacked)
+ * when the copy was not kept.
  */
 export async function deadLetter<TTx>(
   ctx: ConsumerContext<TTx>,
@@ -34,24 +58,39 @@ export async function deadLetter<TTx>(
   verdict: { reason: DeadLetterReason; error: string },
 ): Promise<void> {
   const { name, queue } = ctx.options;
-  const messageId = await publishDeadLetterCopy(channel, ctx.options.deadLetters.exchange, message, delivery, { ...verdict, source: queue });
+  const copy = await publishDeadLetterCopy(channel, ctx.options.deadLetters.exchange, message, delivery, { ...verdict, source: queue }, ctx.seal);
   crashPoint('inbox.after-dead-letter-before-ack');
-  settle(channel, message, 'ack');
+  ack(channel, message);
   ctx.stats.deadLettered += 1;
   ctx.metrics.deadLettered.inc({ consumer: name, reason: verdict.reason });
-  ctx.logger.warn(`consumer ${name}: message ${messageId} dead-lettered (${verdict.reason})`, { error: verdict.error });
-  ctx.notify('deadLettered', { messageId, reason: verdict.reason, error: verdict.error, attempt: delivery.attempt });
+  if (copy.dropped.length > 0) ctx.metrics.trimmedCopies.inc({ consumer: name });
+  ctx.logger.warn(`consumer ${name}: message ${copy.messageId} dead-lettered (${verdict.reason})`, {
+    error: copy.error,
+    ...(copy.dropped.length > 0 ? { droppedHeaders: copy.dropped.map((d) => d.name).slice(0, 20) } : {}),
+  });
+  ctx.notify('deadLettered', { messageId: copy.messageId, reason: verdict.reason, error: copy.error, attempt: delivery.attempt });
 }
 
 /**
  * Sends a delivery to the delay queue of its next attempt and acks it. The copy is confirmed
- * before the ack: if the broker never took it, the original comes back.
+ * before the ack: if the broker never took it, the original comes back. A retry copy that cannot
+ * be encoded (the delivery's headers leave no room for mailroom's) would fail on every try: the
+ * delivery goes to the dead letters as `unpublishable` instead.
  */
 async function retryLater<TTx>(ctx: ConsumerContext<TTx>, channel: ConfirmChannel, message: ConsumeMessage, delivery: DecodedDelivery, meta: MessageMetadata, error: string): Promise<void> {
   const { name, queue } = ctx.options;
   const delayMs = retryDelayMs(ctx.options.retry, delivery.attempt);
-  await publishRetryCopy(channel, message, delivery, queue, delayMs);
-  settle(channel, message, 'ack');
+  try {
+    await publishRetryCopy(channel, message, delivery, { queue, delayMs, seal: ctx.seal });
+  } catch (thrown) {
+    if (!(thrown instanceof UnencodableCopyError)) throw thrown;
+    await deadLetter(ctx, channel, message, delivery, {
+      reason: DEAD_LETTER_REASON.unpublishable,
+      error: `Attempt ${delivery.attempt} failed (${error}) and ${thrown.message}; dead-lettered instead of retried.`,
+    });
+    return;
+  }
+  ack(channel, message);
   ctx.stats.retries += 1;
   ctx.metrics.retries.inc({ consumer: name });
   ctx.logger.debug(`consumer ${name}: message ${meta.messageId} failed attempt ${delivery.attempt}, retrying in ${delayMs} ms`, { error });
@@ -67,8 +106,8 @@ function countRequeue<TTx>(ctx: ConsumerContext<TTx>, messageId: string, error: 
 /**
  * Decides where a delivery whose handler transaction failed goes:
  * - mailroom's own database work failed (BEGIN, the inbox insert, COMMIT, a dead connection):
- *   back to the queue after a pause, no attempt used; with ordering, tried again in place
- *   (`again`) so later messages of its key cannot overtake it;
+ *   back to the queue after a pause ({@link REQUEUE_PAUSE_MS}), no attempt used; with ordering,
+ *   tried again in place after the pause (`again`) so later messages of its key cannot overtake it;
  * - stop() aborted the handler: back to the queue, no attempt used;
  * - an invalid payload or a `NonRetryableError`: the dead letters at once;
  * - a transient failure: a delay queue, or the dead letters after the last attempt.
@@ -89,16 +128,19 @@ export async function routeFailure<TTx>(
     // The database, not the message, is the problem. The pause keeps an outage from becoming a hot loop.
     ctx.logger.warn(`consumer ${name}: database error, message ${meta.messageId} goes back to the queue`, { error: describeError(error) });
     countRequeue(ctx, meta.messageId, describeError(error));
-    await sleep(1000, undefined, { ref: false });
     // With ordering, a requeued message would come back after later messages of its key that
-    // this process already holds: try it again in place instead, holding its key.
-    if (ordering && meta.key !== null && !ctx.stopping() && !ctx.closed(channel)) return 'again';
-    settle(channel, message, 'requeue');
+    // this process already holds: try it again in place instead (after the same pause), holding its key.
+    if (ordering && meta.key !== null && !ctx.stopping() && !ctx.closed(channel)) {
+      await sleep(REQUEUE_PAUSE_MS, undefined, { ref: false });
+      if (!ctx.stopping() && !ctx.closed(channel)) return 'again';
+    }
+    await requeueAfterPause(ctx, channel, message);
     return 'settled';
   }
   if (error.kind === 'aborted') {
+    // stop() gave up on it: no pause (see requeueAfterPause), no attempt used.
     countRequeue(ctx, meta.messageId, error.message);
-    settle(channel, message, 'requeue');
+    await requeueAfterPause(ctx, channel, message);
     return 'settled';
   }
   ctx.stats.failures += 1;

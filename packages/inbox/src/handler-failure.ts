@@ -30,3 +30,23 @@ export function isHandlerSqlState(error: unknown): boolean {
   const code = typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
   return typeof code === 'string' && /^(23|40)[0-9A-Z]{3}$/.test(code);
 }
+
+// 22021 character_not_in_repertoire (a NUL byte in text), 22P05 untranslatable_character (`\u0000`
+// in jsonb): PostgreSQL cannot store a character of what it was given, on any try.
+const REFUSED_CHARACTER = new Set(['22021', '22P05']);
+
+/**
+ * The SQLSTATE when PostgreSQL refused a character the handler tried to store (NUL in a string of
+ * the payload, typically), looking through a few `cause`s (a library may wrap the driver's
+ * error); otherwise undefined. Another attempt would be refused the same way: the message is an
+ * invalid payload, not a transient failure.
+ */
+export function refusedCharacterState(error: unknown): string | undefined {
+  let current: unknown = error;
+  for (let depth = 0; depth < 5 && typeof current === 'object' && current !== null; depth++) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === 'string' && REFUSED_CHARACTER.has(code)) return code;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return undefined;
+}

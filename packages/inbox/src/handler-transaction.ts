@@ -1,11 +1,14 @@
-import { MailroomError, isMailroomError, type KyselyLike, type PgPoolLike, type Queryable } from '@mailroom/core';
+import { MailroomError, describeError, isMailroomError, type KyselyLike, type PgPoolLike, type Queryable } from '@mailroom/core';
 import { crashPoint, isKysely, isPgPool, toExecutor, type Executor } from '@mailroom/core/internal';
 import type { HandlerBinding, MessageMetadata } from './handler.js';
-import { HandlerFailure } from './handler-failure.js';
+import { HandlerFailure, refusedCharacterState } from './handler-failure.js';
 import { isNonRetryableError } from './non-retryable-error.js';
 
-/** What one handler transaction did: ran the handler and committed, or found a duplicate. */
-export type TransactionOutcome = 'handled' | 'duplicate';
+/**
+ * What one handler transaction did: ran the handler and committed, or found a duplicate (with the
+ * payload hash its inbox row keeps; null for a row written before migration 6).
+ */
+export type TransactionOutcome = { kind: 'handled' } | { kind: 'duplicate'; storedHash: string | null };
 
 /** One delivery's handler transaction. */
 export interface HandlerTransaction<TTx> {
@@ -19,6 +22,8 @@ export interface HandlerTransaction<TTx> {
   binding: HandlerBinding<TTx>;
   /** The parsed body, validated by the contract inside the transaction. */
   body: unknown;
+  /** The body's hash (hex SHA-256, see payload-hash.ts), kept in the inbox row. */
+  payloadHash: string;
   /** About the delivery (its `messageId` is a checked, lower-cased UUID). */
   message: MessageMetadata;
   /** Aborted when stop() gives up waiting. */
@@ -35,6 +40,39 @@ function sqlLiteral(value: string): string {
   return `'${value.replace(/'/g, "''")}'`;
 }
 
+// A bytea literal from hex digits (checked: only [0-9a-f] reaches the SQL text); the E'' form
+// reads the same whatever standard_conforming_strings is.
+function byteaLiteral(hex: string): string {
+  if (!/^[0-9a-f]*$/.test(hex)) throw new MailroomError('INVALID_MESSAGE', 'A payload hash must be hex digits.');
+  return `E'\\\\x${hex}'`;
+}
+
+/**
+ * The payload hash of an existing inbox row. Operators are schema-qualified so a function or
+ * operator planted earlier in the connection's search_path is never called.
+ */
+async function storedHash(db: Executor, t: HandlerTransaction<unknown>): Promise<string | null> {
+  const result = await db.query<{ payload_hash: unknown }>(
+    `SELECT payload_hash FROM ${t.inboxTable} WHERE consumer OPERATOR(pg_catalog.=) $1 AND message_id OPERATOR(pg_catalog.=) $2::pg_catalog.uuid`,
+    [t.consumer, t.message.messageId],
+  );
+  const value = result.rows[0]?.payload_hash;
+  return Buffer.isBuffer(value) ? value.toString('hex') : null;
+}
+
+/** How a handler's error routes the delivery. */
+function handlerFailure(error: unknown, signal: AbortSignal): HandlerFailure {
+  // A handler that gave up because stop() aborted it did not fail: no attempt is used.
+  if (signal.aborted) return new HandlerFailure(error, 'aborted');
+  if (isNonRetryableError(error)) return new HandlerFailure(error, 'nonRetryable');
+  const refused = refusedCharacterState(error);
+  if (refused !== undefined) {
+    const why = new Error(`PostgreSQL refused a character of what the handler stored (SQLSTATE ${refused}; NUL in a string of the payload?): ${describeError(error)}`);
+    return new HandlerFailure(why, 'invalidPayload');
+  }
+  return new HandlerFailure(error, 'transient');
+}
+
 /**
  * Runs one delivery in one transaction: the inbox insert keyed by (consumer, message id), the
  * contract's validation and the handler, then COMMIT. A conflicting insert is a duplicate: the
@@ -45,10 +83,16 @@ export async function runHandlerTransaction<TTx>(t: HandlerTransaction<TTx>): Pr
   const work: Work<TTx> = async (tx, db, alreadyInserted) => {
     const inserted =
       alreadyInserted ??
-      (await db.query(`INSERT INTO ${t.inboxTable} (consumer, message_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, [t.consumer, t.message.messageId]))
-        .rowCount > 0;
-    // Nothing was written: committing this transaction commits nothing.
-    if (!inserted) return 'duplicate';
+      (
+        await db.query(`INSERT INTO ${t.inboxTable} (consumer, message_id, payload_hash) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, [
+          t.consumer,
+          t.message.messageId,
+          Buffer.from(t.payloadHash, 'hex'),
+        ])
+      ).rowCount > 0;
+    // Nothing was written: committing this transaction commits nothing. Reading the first one's
+    // hash costs a round trip on duplicates only.
+    if (!inserted) return { kind: 'duplicate', storedHash: await storedHash(db, t as HandlerTransaction<unknown>) };
     let payload: unknown;
     try {
       payload = t.binding.contract.parse(t.body);
@@ -58,11 +102,10 @@ export async function runHandlerTransaction<TTx>(t: HandlerTransaction<TTx>): Pr
     try {
       await t.binding.handle({ payload, tx, db, message: t.message, signal: t.signal });
     } catch (error) {
-      // A handler that gave up because stop() aborted it did not fail: no attempt is used.
-      throw new HandlerFailure(error, t.signal.aborted ? 'aborted' : isNonRetryableError(error) ? 'nonRetryable' : 'transient');
+      throw handlerFailure(error, t.signal);
     }
     crashPoint('inbox.before-commit');
-    return 'handled';
+    return { kind: 'handled' };
   };
   const db = t.db;
   if (isKysely(db)) return inKyselyTransaction(db, work);
@@ -76,7 +119,7 @@ async function inKyselyTransaction<TTx>(db: KyselyLike, work: Work<TTx>): Promis
     const outcome = await work(trx as TTx, executor);
     // kysely does not tell a COMMIT from the ROLLBACK PostgreSQL answers for an aborted
     // transaction; this query fails in one, so the message is retried rather than acked.
-    if (outcome === 'handled') {
+    if (outcome.kind === 'handled') {
       await executor.query('SELECT 1').catch(() => {
         throw new HandlerFailure(ABORTED_TRANSACTION, 'transient');
       });
@@ -99,9 +142,10 @@ async function inPgTransaction<TTx>(db: PgPoolLike, t: HandlerTransaction<TTx>, 
   try {
     const executor = toExecutor(client);
     // BEGIN and the inbox insert in one round trip (simple protocol, so values are inlined:
-    // the consumer name is validated against its pattern and the message id is a checked UUID).
+    // the consumer name is validated against its pattern, the message id is a checked UUID and
+    // the hash is hex digits). No function or operator is named, so search_path plays no part.
     const begun = await executor.query(
-      `BEGIN; INSERT INTO ${t.inboxTable} (consumer, message_id) VALUES (${sqlLiteral(t.consumer)}, ${sqlLiteral(t.message.messageId)}) ON CONFLICT DO NOTHING`,
+      `BEGIN; INSERT INTO ${t.inboxTable} (consumer, message_id, payload_hash) VALUES (${sqlLiteral(t.consumer)}, ${sqlLiteral(t.message.messageId)}, ${byteaLiteral(t.payloadHash)}) ON CONFLICT DO NOTHING`,
     );
     let result: TransactionOutcome;
     try {

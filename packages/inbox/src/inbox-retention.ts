@@ -1,10 +1,10 @@
 import { z } from 'zod';
 import { DEFAULT_SCHEMA, MailroomError, type Queryable } from '@mailroom/core';
-import { quoteIdentifier, toExecutor } from '@mailroom/core/internal';
+import { DEFAULT_INBOX_RETENTION_MS, quoteIdentifier, toExecutor } from '@mailroom/core/internal';
 import { retryHorizonMs, type RetryPolicy } from './retry-policy.js';
 
-/** The default inbox retention window: 7 days. */
-export const DEFAULT_RETENTION_MS = 7 * 24 * 3_600_000;
+/** The default inbox retention window: 7 days (core's value, which a replay's age check also uses). */
+export const DEFAULT_RETENTION_MS = DEFAULT_INBOX_RETENTION_MS;
 
 // Rows per DELETE: small enough that cleanup never holds long locks.
 const DEFAULT_CLEANUP_BATCH = 5000;
@@ -51,7 +51,12 @@ export interface CleanupInboxOptions {
   batchSize?: number;
 }
 
-/** Deletes a consumer's inbox rows older than the window, in batches; returns how many. */
+/**
+ * Deletes a consumer's inbox rows older than the window, in batches; returns how many. Every
+ * built-in is schema-qualified (operators through `OPERATOR(pg_catalog.…)`, parenthesised since
+ * that form takes no precedence of its own), so a function or operator planted earlier in the
+ * connection's search_path changes nothing.
+ */
 export async function cleanupInbox(db: Queryable, options: CleanupInboxOptions): Promise<number> {
   checkRetentionWindow(options.windowMs, options.retry);
   const table = `${quoteIdentifier(options.schema ?? DEFAULT_SCHEMA)}.inbox`;
@@ -60,11 +65,13 @@ export async function cleanupInbox(db: Queryable, options: CleanupInboxOptions):
   let total = 0;
   for (;;) {
     const result = await executor.query(
-      `DELETE FROM ${table} WHERE (consumer, message_id) IN (
+      `DELETE FROM ${table} AS i USING (
          SELECT consumer, message_id FROM ${table}
-         WHERE consumer = $1 AND received_at < now() - $2::bigint * interval '1 millisecond'
-         LIMIT $3)`,
-      [options.consumer, Math.floor(options.windowMs), batch],
+         WHERE consumer OPERATOR(pg_catalog.=) $1::pg_catalog.text
+           AND received_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(secs => $2::pg_catalog.float8))
+         LIMIT $3::pg_catalog.int8) AS expired
+       WHERE i.consumer OPERATOR(pg_catalog.=) expired.consumer AND i.message_id OPERATOR(pg_catalog.=) expired.message_id`,
+      [options.consumer, Math.floor(options.windowMs) / 1000, batch],
     );
     total += result.rowCount;
     if (result.rowCount < batch) return total;

@@ -2,7 +2,7 @@
 // a confirmed publisher that writes mailroom's wire format (through core's codec), a dead-letter
 // sink for the tests that read the store, and an effects table to count on.
 import { randomUUID } from 'node:crypto';
-import type { ConfirmChannel, Options } from 'amqplib';
+import type { ConfirmChannel, GetMessage, Options } from 'amqplib';
 import { z } from 'zod';
 import { defineMessage } from '@mailroom/core';
 import { envelopeHeaders } from '@mailroom/core/internal';
@@ -75,11 +75,15 @@ export function recordEffect(schema: string): HandlerFunction<{ orderId: string;
   };
 }
 
-/** Publishes like the relay does (confirmed); extra properties override. */
+/**
+ * Publishes like the relay does (confirmed); extra properties override. `exchange: ''` with
+ * `routingKey: <queue>` publishes through the default exchange straight to a queue (the route a
+ * delay queue's copies come back by).
+ */
 export async function publish(
   env: Env,
   payload: unknown,
-  options: { messageId?: string | null; type?: string | null; routingKey?: string; raw?: Buffer; headers?: Record<string, unknown>; key?: string } = {},
+  options: { messageId?: string | null; type?: string | null; exchange?: string; routingKey?: string; raw?: Buffer; headers?: Record<string, unknown>; key?: string } = {},
 ): Promise<string> {
   const messageId = options.messageId === undefined ? randomUUID() : options.messageId;
   const props: Options.Publish = {
@@ -93,7 +97,7 @@ export async function publish(
   if (type !== null) props.type = type;
   const body = options.raw ?? Buffer.from(JSON.stringify(payload));
   await new Promise<void>((resolve, reject) => {
-    env.publisher.publish(env.exchange, options.routingKey ?? type ?? 'order.placed', body, props, (err: unknown) => (err ? reject(err instanceof Error ? err : new Error('publish nacked')) : resolve()));
+    env.publisher.publish(options.exchange ?? env.exchange, options.routingKey ?? type ?? 'order.placed', body, props, (err: unknown) => (err ? reject(err instanceof Error ? err : new Error('publish nacked')) : resolve()));
   });
   return messageId ?? '';
 }
@@ -139,4 +143,29 @@ export function withDeadLetterSink(env: Env): NonNullable<ConsumerOptions['deadL
 export async function deadLetters(env: Env): Promise<Array<{ message_id: string; reason: string; error: string; attempts: number; type: string | null; payload: unknown; body: Buffer | null; source: string }>> {
   const result = await env.db.pool.query(`SELECT message_id::text, reason, error, attempts, type, payload, body, source FROM "${env.db.schema}".dead_letters ORDER BY id`);
   return result.rows as Array<{ message_id: string; reason: string; error: string; attempts: number; type: string | null; payload: unknown; body: Buffer | null; source: string }>;
+}
+
+/** Takes every message waiting in the test's dead-letter queue (no sink: the copies the consumer published). */
+export async function takeDeadLetterCopies(env: Env): Promise<GetMessage[]> {
+  const ch = await env.broker.connection.createChannel();
+  try {
+    const out: GetMessage[] = [];
+    for (;;) {
+      const message = await ch.get(deadLetterTopology(env).queue, { noAck: true });
+      if (message === false) return out;
+      out.push(message);
+    }
+  } finally {
+    await ch.close();
+  }
+}
+
+/** How many messages wait in a queue (unacked deliveries not included). */
+export async function queueDepth(env: Env, queue: string): Promise<number> {
+  const ch = await env.broker.connection.createChannel();
+  try {
+    return (await ch.checkQueue(queue)).messageCount;
+  } finally {
+    await ch.close();
+  }
 }
