@@ -1,5 +1,6 @@
 import { DEAD_LETTER_REASON, type DeadLetterReason } from '@mailroom/core';
-import { backoffDelay, writeDeadLetters, type DeadLetterRecord, type Executor } from '@mailroom/core/internal';
+import { backoffDelay, type DeadLetterRecord, type Executor } from '@mailroom/core/internal';
+import { writeDeadLettersIsolated } from './dead-letter-settlement.js';
 import type { RowOutcome } from './publish-rows.js';
 import type { OutboxRow, RelaySql } from './relay-sql.js';
 
@@ -32,19 +33,23 @@ export interface Settlement {
   returned: number;
   nacked: number;
   failed: number;
-  /** Rows left for a retry. */
+  /** Rows left for a retry (dead letters that could not be written included). */
   retried: number;
   /** The first retry error, for the log. */
   firstRetryError: string | undefined;
   deadLetters: SettledDeadLetter[];
+  /** Rows that should have become dead letters but whose write failed: left in the outbox. */
+  deadLetterWriteFailures: Array<{ messageId: string; error: string }>;
   /** Seconds from each published row's insert to its confirm. */
   latencies: number[];
 }
 
 /**
- * Settles a published batch inside its transaction: deletes the confirmed rows and the rows that
- * become dead letters from the outbox (one statement), pushes the others back with a backoff
- * delay, and hands the dead ones to core's `writeDeadLetters`, the one writer of `dead_letters`.
+ * Settles a published batch inside its transaction so that no row can undo another: the dead
+ * letters are written first, under a savepoint (see dead-letter-settlement.ts); then one
+ * statement deletes the confirmed rows and the rows whose dead letter was written, and one pushes
+ * the others back with a backoff delay, a failed dead-letter write among them (its error in
+ * `last_error`, tried again at its next attempt).
  */
 export async function settleBatch(
   db: Executor,
@@ -63,11 +68,18 @@ export async function settleBatch(
     retried: 0,
     firstRetryError: undefined,
     deadLetters: [],
+    deadLetterWriteFailures: [],
     latencies: [],
   };
   const removed: string[] = [];
   const retry = { ids: [] as string[], delays: [] as number[], errors: [] as string[] };
-  const dead: DeadLetterRecord[] = [];
+  const pushBack = (row: OutboxRow, error: string): void => {
+    retry.ids.push(row.id);
+    // Jitter, so rows that failed together do not come back together.
+    retry.delays.push(backoffDelay({ initialMs: policy.retryInitialDelayMs, maxMs: policy.retryMaxDelayMs, jitter: 0.2 }, row.attempts + 1));
+    retry.errors.push(error);
+  };
+  const dead: Array<{ row: OutboxRow; record: DeadLetterRecord }> = [];
   const now = Date.now();
   const failedAt = new Date(now);
   rows.forEach((row, i) => {
@@ -85,33 +97,46 @@ export async function settleBatch(
     const attempts = row.attempts + 1;
     const reason = deadLetterReason(outcome, attempts, policy);
     if (reason === undefined) {
-      retry.ids.push(row.id);
-      // Jitter, so rows that failed together do not come back together.
-      retry.delays.push(backoffDelay({ initialMs: policy.retryInitialDelayMs, maxMs: policy.retryMaxDelayMs, jitter: 0.2 }, attempts));
-      retry.errors.push(outcome.error);
+      pushBack(row, outcome.error);
       return;
     }
-    removed.push(row.id);
-    settlement.deadLetters.push({ messageId: row.message_id, reason, error: outcome.error });
     dead.push({
-      messageId: row.message_id,
-      source: RELAY_SOURCE,
-      reason,
-      error: outcome.error,
-      attempts,
-      failedAt,
-      type: row.type,
-      exchange: row.exchange,
-      routingKey: row.routing_key,
-      key: row.key,
-      headersJson: row.headers,
-      payloadJson: row.payload,
-      body: null,
+      row,
+      record: {
+        messageId: row.message_id,
+        source: RELAY_SOURCE,
+        reason,
+        error: outcome.error,
+        attempts,
+        failedAt,
+        type: row.type,
+        exchange: row.exchange,
+        routingKey: row.routing_key,
+        key: row.key,
+        headersJson: row.headers,
+        payloadJson: row.payload,
+        body: null,
+      },
     });
   });
+  const { written, failed } = await writeDeadLettersIsolated(
+    db,
+    schema,
+    dead.map((d) => d.record),
+  );
+  const writtenIds = new Set(written.map((r) => r.messageId));
+  for (const { row, record } of dead) {
+    if (!writtenIds.has(record.messageId)) continue;
+    removed.push(row.id);
+    settlement.deadLetters.push({ messageId: record.messageId, reason: record.reason as DeadLetterReason, error: record.error ?? '' });
+  }
+  for (const { record, error } of failed) {
+    const row = dead.find((d) => d.record === record)?.row as OutboxRow;
+    pushBack(row, `cannot write the dead letter (${record.reason}: ${record.error ?? ''}): ${error}`);
+    settlement.deadLetterWriteFailures.push({ messageId: record.messageId, error });
+  }
   if (removed.length > 0) await db.query(sql.remove, [removed]);
   if (retry.ids.length > 0) await db.query(sql.retry, [retry.ids, retry.delays, retry.errors]);
-  await writeDeadLetters(db, schema, dead);
   settlement.retried = retry.ids.length;
   settlement.firstRetryError = retry.errors[0];
   return settlement;
@@ -120,6 +145,7 @@ export async function settleBatch(
 /** A row that can never be published becomes a dead letter; anything else is retried. */
 function deadLetterReason(outcome: Exclude<RowOutcome, { kind: 'confirmed' | 'skipped' }>, attempts: number, policy: SettlementPolicy): DeadLetterReason | undefined {
   if (outcome.kind === 'overLimit') return DEAD_LETTER_REASON.oversized;
+  if (outcome.kind === 'unpublishable') return DEAD_LETTER_REASON.unpublishable;
   if (outcome.kind === 'returned' && attempts >= policy.maxUnroutableAttempts) return DEAD_LETTER_REASON.unroutable;
   return undefined;
 }

@@ -1,6 +1,8 @@
-import { DEFAULT_SCHEMA, MailroomError, isUuid, type OutgoingMessage, type Queryable } from '@mailroom/core';
+import { DEFAULT_SCHEMA, type OutgoingMessage, type Queryable } from '@mailroom/core';
 import { SpanKind, contractOf, injectTraceContext, quoteIdentifier, transactionExecutor, withSpan } from '@mailroom/core/internal';
+import { KEY_LOCK_SQL, keyLockSlots } from './key-lock.js';
 import { keyLockClass, notifyChannel } from './names.js';
+import { checkOutgoingMessage, checkPublishable } from './outgoing-check.js';
 
 /** Options of {@link enqueue}. */
 export interface EnqueueOptions {
@@ -13,10 +15,17 @@ export interface EnqueueOptions {
  * that transaction commits. Pass a pg client between BEGIN and COMMIT, or a kysely Transaction.
  *
  * Messages come from `contract.create(payload, options)`; their payload is validated against the
- * contract again here, so a payload changed after `create` cannot slip through. Events
- * with a key take a transaction-scoped lock on that key first, so two transactions that enqueue
- * the same key get ids in commit order and the relay can publish a key in id order. The trace
- * context of the active span is stored with each event, and the relay is notified at commit.
+ * contract again here, so a payload changed after `create` cannot slip through. Plain objects are
+ * checked too: headers must be strings and none may use the reserved `x-mailroom-` prefix. What
+ * the relay could never publish (a routing key, type or exchange over 255 bytes, headers over
+ * 64 KiB once the trace context and mailroom's headers are added) is refused here with
+ * `INVALID_MESSAGE`, naming the field.
+ *
+ * Events with a key lock the key's slot first (one of 1,024 per schema, see `key-lock.ts`), so
+ * two transactions that enqueue the same key get ids in commit order and the relay can publish a
+ * key in id order; a transaction holds at most 1,024 such locks however many keys it writes. The
+ * trace context of the active span is stored with each event, and the relay is notified at commit.
+ * Every built-in the statements call is schema-qualified: the caller's `search_path` changes nothing.
  */
 export async function enqueue(tx: Queryable, messages: OutgoingMessage | readonly OutgoingMessage[], options: EnqueueOptions = {}): Promise<void> {
   const list = (Array.isArray(messages) ? messages : [messages]) as readonly OutgoingMessage[];
@@ -26,7 +35,7 @@ export async function enqueue(tx: Queryable, messages: OutgoingMessage | readonl
   const db = transactionExecutor(tx, 'enqueue');
   // Validated again here: a payload may have been changed since `create`.
   const payloads = list.map((m) => {
-    checkMessage(m);
+    checkOutgoingMessage(m);
     const contract = contractOf(m);
     return JSON.stringify(contract === undefined ? m.payload : contract.parse(m.payload));
   });
@@ -35,28 +44,29 @@ export async function enqueue(tx: Queryable, messages: OutgoingMessage | readonl
     'mailroom enqueue',
     { kind: SpanKind.PRODUCER, attributes: { 'messaging.system': 'rabbitmq', 'messaging.batch.message_count': list.length } },
     async () => {
-      const keys = [...new Set(list.map((m) => m.key).filter((k): k is string => k !== null))];
-      if (keys.length > 0) {
-        // Sorted so two transactions that share keys always lock them in the same order.
-        await db.query(
-          `SELECT count(pg_advisory_xact_lock($1::int, h)) FROM (SELECT DISTINCT hashtext(k) AS h FROM unnest($2::text[]) AS k ORDER BY 1) s`,
-          [keyLockClass(schema), keys],
-        );
-      }
+      const headers = list.map((m) => {
+        const stored = injectTraceContext({ ...m.headers });
+        checkPublishable(m, stored);
+        return JSON.stringify(stored);
+      });
+      const slots = keyLockSlots(list.flatMap((m) => (typeof m.key === 'string' ? [m.key] : [])));
+      if (slots.length > 0) await db.query(KEY_LOCK_SQL, [keyLockClass(schema), slots]);
       await db.query(
         `WITH inserted AS (
            INSERT INTO ${table} (message_id, type, exchange, routing_key, key, headers, payload, occurred_at)
-           SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[], $8::timestamptz[])
+           SELECT * FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.uuid[]), pg_catalog.unnest($2::pg_catalog.text[]),
+             pg_catalog.unnest($3::pg_catalog.text[]), pg_catalog.unnest($4::pg_catalog.text[]), pg_catalog.unnest($5::pg_catalog.text[]),
+             pg_catalog.unnest($6::pg_catalog.jsonb[]), pg_catalog.unnest($7::pg_catalog.jsonb[]), pg_catalog.unnest($8::pg_catalog.timestamptz[]))
            RETURNING 1
          )
-         SELECT pg_notify($9, '') FROM (SELECT 1 FROM inserted LIMIT 1) AS any_row`,
+         SELECT pg_catalog.pg_notify($9::pg_catalog.text, '') FROM (SELECT 1 FROM inserted LIMIT 1) AS any_row`,
         [
           list.map((m) => m.messageId),
           list.map((m) => m.type),
           list.map((m) => m.exchange),
           list.map((m) => m.routingKey),
-          list.map((m) => m.key),
-          list.map((m) => JSON.stringify(injectTraceContext({ ...m.headers }))),
+          list.map((m) => m.key ?? null),
+          headers,
           payloads,
           list.map((m) => m.occurredAt),
           notifyChannel(schema),
@@ -64,24 +74,4 @@ export async function enqueue(tx: Queryable, messages: OutgoingMessage | readonl
       );
     },
   );
-}
-
-function checkMessage(m: OutgoingMessage): void {
-  const problem =
-    typeof m !== 'object' || m === null
-      ? 'it is not an object'
-      : !isUuid(m.messageId)
-        ? `messageId ${JSON.stringify(m.messageId)} is not a UUID`
-        : typeof m.type !== 'string' || m.type === ''
-          ? 'type is missing'
-          : typeof m.exchange !== 'string' || typeof m.routingKey !== 'string'
-            ? 'exchange or routingKey is missing'
-            : m.payload === undefined
-              ? 'payload is undefined'
-              : !(m.occurredAt instanceof Date) || Number.isNaN(m.occurredAt.getTime())
-                ? 'occurredAt is not a valid Date'
-                : undefined;
-  if (problem !== undefined) {
-    throw new MailroomError('INVALID_MESSAGE', `Cannot enqueue message: ${problem}. Build messages with contract.create(payload).`);
-  }
 }

@@ -4,6 +4,7 @@ export type { EnqueueOptions } from './enqueue.js';
 export { createRelay } from './relay.js';
 export type { Relay } from './relay.js';
 export type { RelayEvents, RelayStats, RelayDeadLetter, RelayFailure, BatchSummary } from './relay-events.js';
+export type { RelayLinks, LinkStatus } from './link-health.js';
 export { relayOptionsSchema } from './relay-options.js';
 export type { RelayOptions } from './relay-options.js';
 export { notifyChannel } from './names.js';

@@ -32,26 +32,29 @@ export class PartitionLease {
 
   /** Joins the group of relays: bounds the session's idle time and takes the membership lock. */
   async join(): Promise<void> {
+    // The session is the relay's own (destroyed when the lease ends): its search_path is pinned too.
     await this.client.query(
-      `SELECT set_config('idle_session_timeout', $1, false), set_config('idle_in_transaction_session_timeout', $1, false)`,
+      `SELECT pg_catalog.set_config('idle_session_timeout', $1, false), pg_catalog.set_config('idle_in_transaction_session_timeout', $1, false),
+         pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false)`,
       [`${this.sessionTimeoutMs}ms`],
     );
-    await this.client.query('SELECT pg_advisory_lock($1::int, $2::int)', [this.#memberClass, this.#memberId]);
+    await this.client.query('SELECT pg_catalog.pg_advisory_lock($1::int, $2::int)', [this.#memberClass, this.#memberId]);
   }
 
   /** Renews the leases: gives back partitions over the fair share, takes free ones up to it. */
   async rebalance(): Promise<void> {
     const members = await this.client.query(
-      `SELECT count(*)::int AS n FROM pg_locks
-        WHERE locktype = 'advisory' AND granted AND objsubid = 2 AND classid = $1::int::oid
-          AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
+      `SELECT pg_catalog.count(*)::int AS n FROM pg_catalog.pg_locks l
+        WHERE l.locktype OPERATOR(pg_catalog.=) 'advisory' AND l.granted AND l.objsubid OPERATOR(pg_catalog.=) 2
+          AND l.classid OPERATOR(pg_catalog.=) $1::int::pg_catalog.oid
+          AND l.database OPERATOR(pg_catalog.=) (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())`,
       [this.#memberClass],
     );
     const live = Math.max(1, Number((members.rows[0] as { n: number } | undefined)?.n ?? 1));
     const share = Math.ceil(this.partitions / live);
     if (this.#held.size > share) {
       const extra = this.held.slice(share);
-      await this.client.query('SELECT pg_advisory_unlock($1::int, p) FROM unnest($2::int[]) AS p', [this.#partitionClass, extra]);
+      await this.client.query('SELECT pg_catalog.pg_advisory_unlock($1::int, p) FROM pg_catalog.unnest($2::int[]) AS p', [this.#partitionClass, extra]);
       for (const p of extra) this.#held.delete(p);
     } else if (this.#held.size < share) {
       // Candidates start at a random offset so relays starting together do not collide.
@@ -62,7 +65,7 @@ export class PartitionLease {
         if (!this.#held.has(p)) candidates.push(p);
       }
       const taken = await this.client.query(
-        'SELECT p FROM unnest($2::int[]) AS p WHERE pg_try_advisory_lock($1::int, p) LIMIT $3',
+        'SELECT p FROM pg_catalog.unnest($2::int[]) AS p WHERE pg_catalog.pg_try_advisory_lock($1::int, p) LIMIT $3',
         [this.#partitionClass, candidates, share - this.#held.size],
       );
       for (const row of taken.rows as Array<{ p: number }>) this.#held.add(Number(row.p));

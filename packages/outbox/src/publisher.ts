@@ -9,7 +9,11 @@ import {
   startSpanFromHeaders,
   type PublishOutcome,
 } from '@mailroom/core/internal';
+import { guardChannel, isEncodingError } from './guarded-channel.js';
 import type { OutboxRow } from './relay-sql.js';
+
+/** A publish outcome, or `unpublishable`: amqplib could not encode the row (never worth a retry). */
+export type RowPublishOutcome = PublishOutcome | { kind: 'unpublishable'; error: string };
 
 /**
  * Publishes outbox rows on one confirm channel with pipelined confirms: every publish is written
@@ -23,6 +27,8 @@ export class ConfirmPublisher {
   #opening: Promise<ConfirmChannel> | undefined;
   #waitForDrain: Promise<void> | undefined;
   readonly #exchanges = new Set<string>(['']);
+  /** Why the broker closed each channel, for the batch that used it. */
+  readonly #closedWith = new WeakMap<ConfirmChannel, Error>();
 
   constructor(
     private readonly connection: AmqpConnection,
@@ -42,6 +48,7 @@ export class ConfirmPublisher {
     const connection = await this.connection.get();
     const channel = await connection.createConfirmChannel();
     channel.on('error', (error: Error) => {
+      this.#closedWith.set(channel, error);
       // A 404 means an exchange vanished: forget what we knew so it is checked again.
       if (/NOT_FOUND/.test(error.message)) this.#exchanges.clear();
       this.#exchanges.add('');
@@ -95,8 +102,13 @@ export class ConfirmPublisher {
     return missing;
   }
 
-  /** Publishes one row and resolves with its outcome; never rejects. `deadline` bounds the wait. */
-  async publish(channel: ConfirmChannel, row: OutboxRow, deadline: Promise<void>): Promise<PublishOutcome> {
+  /** The error the broker closed `channel` with, if it did. */
+  closeErrorOf(channel: ConfirmChannel): Error | undefined {
+    return this.#closedWith.get(channel);
+  }
+
+  /** The headers a row is published with: the stored ones plus occurred-at and the key. */
+  headersOf(row: OutboxRow): Record<string, unknown> {
     let stored: Record<string, unknown> = {};
     if (row.headers !== '{}') {
       try {
@@ -105,7 +117,14 @@ export class ConfirmPublisher {
         stored = {};
       }
     }
-    const headers = encodeOutboxHeaders(stored, { key: row.key, occurredAtMs: row.occurred_ms });
+    return encodeOutboxHeaders(stored, { key: row.key, occurredAtMs: row.occurred_ms });
+  }
+
+  /**
+   * Publishes one row with its headers (from {@link headersOf}) and resolves with its outcome;
+   * never rejects. `deadline` bounds the wait. A publish amqplib cannot encode is `unpublishable`.
+   */
+  async publish(channel: ConfirmChannel, row: OutboxRow, headers: Record<string, unknown>, deadline: Promise<void>): Promise<RowPublishOutcome> {
     // A child of the enqueue span stored in the row; the message carries this span's context on.
     const span = startSpanFromHeaders('mailroom publish', SpanKind.PRODUCER, headers, {
       'messaging.system': 'rabbitmq',
@@ -122,13 +141,17 @@ export class ConfirmPublisher {
       persistent: true,
       headers,
     };
-    const { outcome: settled, flowing } = publishConfirmed(channel, row.exchange, row.routing_key, Buffer.from(row.payload), properties, {
+    const guarded = guardChannel(channel);
+    const { outcome: settled, flowing } = publishConfirmed(guarded, row.exchange, row.routing_key, Buffer.from(row.payload), properties, {
       deadline,
       matchBy: 'messageId',
     });
+    const thrown = guarded.takeThrown();
     // Back-pressure: the caller waits for `drained()` before writing the next publish.
     if (!flowing) this.#waitForDrain = once(channel, 'drain').then(() => undefined, () => undefined);
-    const outcome = await settled;
+    const outcome: RowPublishOutcome = isEncodingError(thrown)
+      ? { kind: 'unpublishable', error: `amqplib cannot encode the publish: ${describeError(thrown)}` }
+      : await settled;
     span.setAttribute('mailroom.outcome', outcome.kind);
     if (outcome.kind !== 'confirmed') span.setStatus({ code: SpanStatusCode.ERROR, message: outcome.error });
     span.end();

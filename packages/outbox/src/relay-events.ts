@@ -25,10 +25,16 @@ export interface RelayDeadLetter {
 export interface RelayFailure {
   /** Where it failed: `listen`, `batch (worker 0)`, `ordered batch`. */
   stage: string;
+  /** The link it failed on: `postgres`, `rabbitmq`, or `other` (a bug: please report it). */
+  link: 'postgres' | 'rabbitmq' | 'other';
   error: string;
 }
 
-/** Events of a relay. None of them is `error`: a relay never crashes its process by emitting. */
+/**
+ * Events of a relay. None of them is `error`: a relay never crashes its process by emitting. A
+ * listener that throws (or rejects) is logged and counted (`mailroom_relay_listener_errors_total`);
+ * the other listeners still run and the batch that emitted stays committed.
+ */
 export interface RelayEvents {
   /** A batch committed. */
   batch: [summary: BatchSummary];

@@ -1,22 +1,30 @@
 import type { Counter, MetricsRegistry } from '@mailroom/core';
 import { LATENCY_BUCKETS } from '@mailroom/core/internal';
+import type { Backlog } from './backlog-probe.js';
 import type { Settlement } from './batch-settlement.js';
+import type { FailureCause, RelayLink, RelayLinks } from './link-health.js';
 import type { RelayStats } from './relay-events.js';
 
-/** The relay's Prometheus metrics and its `stats`, both moved only by committed batches. */
+/** The relay's Prometheus metrics and its `stats`; work is counted only once its batch committed. */
 export interface RelayMetrics {
   /** A copy of the counts so far. */
   readonly stats: RelayStats;
   /** Counts a batch whose transaction committed. */
   committed(settlement: Settlement): void;
-  /** Counts a batch that rolled back (its rows are claimed again). */
-  rolledBack(): void;
+  /** Counts a batch that failed (rolled back, or never began), by the link it failed on. */
+  batchFailed(cause: FailureCause): void;
+  /** Counts the start of an outage of a link. */
+  outage(link: RelayLink): void;
+  /** Counts an event listener that threw. */
+  listenerError(event: string): void;
 }
 
 /** What the relay's gauges read when the registry renders. */
 export interface RelayProbes {
-  backlog(): Promise<{ rows: number; oldestAgeSeconds: number }>;
+  /** The backlog, bounded and cached (backlog-probe.ts). */
+  backlog(): Promise<Backlog>;
   ready(): boolean;
+  links(): RelayLinks;
 }
 
 /** Declares the relay's metrics on `registry`. */
@@ -26,12 +34,40 @@ export function createRelayMetrics(registry: MetricsRegistry, probes: RelayProbe
   const nacked = registry.counter('mailroom_relay_nacked_total', 'Publishes the broker nacked.');
   const failed = registry.counter('mailroom_relay_publish_failures_total', 'Publishes lost to a closed channel, a lost connection or a confirm timeout.');
   const deadLettered = registry.counter('mailroom_relay_dead_lettered_total', 'Rows moved to the dead-letter store, by reason.', ['reason']);
+  const deadLetterWriteFailed = registry.counter(
+    'mailroom_relay_dead_letter_write_failures_total',
+    'Rows that should have become dead letters but whose write failed (left in the outbox, retried later).',
+  );
   const batches = registry.counter('mailroom_relay_batches_total', 'Batches committed.');
-  const rolledBack = registry.counter('mailroom_relay_batches_failed_total', 'Batches rolled back (their rows are published again).');
+  const batchesFailed = registry.counter(
+    'mailroom_relay_batches_failed_total',
+    'Batches that failed (rolled back, or could not begin), by the link they failed on: postgres, rabbitmq or other.',
+    ['link'],
+  );
+  const outages = registry.counter('mailroom_relay_outages_total', 'Outages of a link (postgres, rabbitmq): each counted once, when it begins.', ['link']);
+  const listenerErrors = registry.counter('mailroom_relay_listener_errors_total', 'Relay event listeners that threw (caught and logged), by event.', ['event']);
+  // Every link's series exists from the start, at 0, so a dashboard sees no gap before the first outage.
+  for (const link of ['postgres', 'rabbitmq'] as const) {
+    outages.inc({ link }, 0);
+    batchesFailed.inc({ link }, 0);
+  }
   const latency = registry.histogram('mailroom_relay_commit_to_confirm_seconds', 'Time from the outbox insert to the broker confirm.', LATENCY_BUCKETS);
-  registry.gauge('mailroom_outbox_backlog', 'Rows waiting in the outbox.', async () => (await probes.backlog()).rows);
-  registry.gauge('mailroom_outbox_oldest_age_seconds', 'Age of the oldest unpublished outbox row.', async () => (await probes.backlog()).oldestAgeSeconds);
+  registry.gauge(
+    'mailroom_outbox_backlog',
+    'Rows waiting in the outbox (exact up to 10000, above it the planner estimate; read at most every 5 s).',
+    async () => (await probes.backlog()).rows,
+  );
+  registry.gauge('mailroom_outbox_oldest_age_seconds', 'Age of the oldest unpublished outbox row (read at most every 5 s).', async () => (await probes.backlog()).oldestAgeSeconds);
   registry.gauge('mailroom_relay_ready', 'Whether the relay can publish (1) or not (0).', async () => (probes.ready() ? 1 : 0));
+  registry.gauge(
+    'mailroom_relay_link_up',
+    'Whether a link works (1) or not (0): postgres, rabbitmq.',
+    async () => {
+      const links = probes.links();
+      return (['postgres', 'rabbitmq'] as const).map((link) => ({ labels: { link }, value: links[link].up ? 1 : 0 }));
+    },
+    ['link'],
+  );
 
   const stats: RelayStats = { published: 0, returned: 0, nacked: 0, failed: 0, deadLettered: 0 };
   // Zero increments are skipped: most batches have no returns, nacks or failures.
@@ -52,12 +88,19 @@ export function createRelayMetrics(registry: MetricsRegistry, probes: RelayProbe
       add(returned, s.returned);
       add(nacked, s.nacked);
       add(failed, s.failed);
+      add(deadLetterWriteFailed, s.deadLetterWriteFailures.length);
       for (const d of s.deadLetters) deadLettered.inc({ reason: d.reason });
       for (const seconds of s.latencies) latency.observe(seconds);
       batches.inc();
     },
-    rolledBack() {
-      rolledBack.inc();
+    batchFailed(cause) {
+      batchesFailed.inc({ link: cause });
+    },
+    outage(link) {
+      outages.inc({ link });
+    },
+    listenerError(event) {
+      listenerErrors.inc({ event });
     },
   };
 }

@@ -15,9 +15,16 @@ export const relayOptionsSchema = z.strictObject({
   database: z
     .union([z.string().min(1), z.custom<PgPoolLike>((v) => isObject(v) && 'connect' in v, 'expected a pg Pool')])
     .meta({ env: 'MAILROOM_DATABASE_URL', description: 'PostgreSQL URL, e.g. postgres://user:pass@host:5432/db (required)' }),
-  /** A RabbitMQ URL, or a recovering connection from `createAmqpConnection` (not closed by the relay). */
+  /**
+   * A RabbitMQ URL, several URLs of one cluster (tried in turn), or a recovering connection from
+   * `createAmqpConnection` (not closed by the relay; the way to give TLS options or EXTERNAL auth).
+   */
   amqp: z
-    .union([z.string().min(1), z.custom<AmqpConnection>((v) => isObject(v) && 'get' in v, 'expected an AmqpConnection')])
+    .union([
+      z.string().min(1),
+      z.array(z.string().min(1)).min(1),
+      z.custom<AmqpConnection>((v) => isObject(v) && !Array.isArray(v) && 'get' in v, 'expected an AmqpConnection'),
+    ])
     .meta({ env: 'MAILROOM_AMQP_URL', description: 'RabbitMQ URL, e.g. amqp://user:pass@host:5672/vhost (required)' }),
   /** Schema of mailroom's tables. Default: `mailroom`. */
   schema: z.string().default(DEFAULT_SCHEMA).meta({ description: "schema of mailroom's tables" }),

@@ -1,6 +1,9 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { AmqpConnection, Logger, PgPoolLike } from '@mailroom/core';
 import { backoffDelay } from '@mailroom/core/internal';
 import type { Settlement } from './batch-settlement.js';
+import { LinkFailure, type RelayLink } from './link-health.js';
+import type { CheckedOutClient } from './pg-checkout.js';
 import type { ConfirmPublisher } from './publisher.js';
 import type { ResolvedRelayOptions } from './relay-options.js';
 import type { RelaySql } from './relay-sql.js';
@@ -8,7 +11,8 @@ import type { WakeUp } from './wake-up.js';
 
 /**
  * What the relay's loops and batches share: its options, links, statements and wake-up, and the
- * callbacks through which they report back to the handle (readiness, failures, committed work).
+ * callbacks through which they report back to the handle (link state, failures, committed work).
+ * None of the callbacks throws.
  */
 export interface RelayRuntime {
   readonly options: ResolvedRelayOptions;
@@ -17,20 +21,49 @@ export interface RelayRuntime {
   readonly pool: PgPoolLike;
   readonly amqp: AmqpConnection;
   readonly wake: WakeUp;
-  /** Whether the last batch reached the database without error (part of readiness). */
-  setHealthy(healthy: boolean): void;
-  /** Reports a failure that the loop retries. */
+  /** Borrows a pool client with an `'error'` listener for the whole checkout (see pg-checkout.ts). */
+  checkOut(): Promise<CheckedOutClient>;
+  /** A link worked (a batch reached PostgreSQL; a channel was had). */
+  linkUp(link: RelayLink): void;
+  /** A link failed outside a batch (the broker unreachable for a while, say). */
+  linkDown(link: RelayLink, error: string): void;
+  /** A batch (or getting ready for one) failed; the loop backs off and tries again. */
+  batchFailed(stage: string, error: unknown): void;
+  /** Reports a failure that is retried and is no batch's (LISTEN). */
   failure(stage: string, error: unknown): void;
   /** A batch committed: count it, announce it. Called only after COMMIT returned. */
   committed(settlement: Settlement, durationMs: number): void;
-  /** A batch rolled back. */
-  rolledBack(): void;
 }
 
-/** Waits for a confirm channel (the broker may be down); resolves undefined at stop. */
+/** How long the loops wait for a broker channel before they report RabbitMQ down, in ms. */
+export const BROKER_GRACE_MS = 2_000;
+
+/**
+ * Waits for a confirm channel (the broker may be down; after {@link BROKER_GRACE_MS} without
+ * one, RabbitMQ is reported down, once per outage); resolves undefined at stop.
+ */
 export async function channelOrStop(runtime: RelayRuntime, publisher: ConfirmPublisher): Promise<unknown> {
   if (runtime.wake.signal.aborted) return undefined;
-  return Promise.race([publisher.channel(), runtime.wake.stopped.then(() => undefined)]);
+  const channel = publisher.channel().catch((error: unknown) => {
+    throw new LinkFailure('rabbitmq', error);
+  });
+  const stopped = runtime.wake.stopped.then(() => undefined);
+  if (runtime.amqp.connected) {
+    // The common case, once per batch: no grace timer.
+    const open = await Promise.race([channel, stopped]);
+    if (open !== undefined) runtime.linkUp('rabbitmq');
+    return open;
+  }
+  const slow = Symbol('slow');
+  const first = await Promise.race([channel, stopped, sleep(BROKER_GRACE_MS, slow, { ref: false })]);
+  if (first !== slow) {
+    if (first !== undefined) runtime.linkUp('rabbitmq');
+    return first;
+  }
+  runtime.linkDown('rabbitmq', `no connection to ${runtime.amqp.displayUrl} for ${BROKER_GRACE_MS} ms (reconnecting)`);
+  const later = await Promise.race([channel, stopped]);
+  if (later !== undefined) runtime.linkUp('rabbitmq');
+  return later;
 }
 
 /**
@@ -38,7 +71,6 @@ export async function channelOrStop(runtime: RelayRuntime, publisher: ConfirmPub
  * intervals or 10 s; ends early at stop.
  */
 export async function backOffAfterFailure(runtime: RelayRuntime, failures: number): Promise<void> {
-  runtime.setHealthy(false);
   const { pollIntervalMs } = runtime.options;
   await runtime.wake.pause(backoffDelay({ initialMs: pollIntervalMs, maxMs: Math.min(pollIntervalMs * 32, 10_000) }, failures));
 }

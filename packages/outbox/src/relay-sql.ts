@@ -14,11 +14,22 @@ export interface OutboxRow {
   occurred_ms: number;
   created_ms: number;
   attempts: number;
+  /** Its last publish failed in a channel the broker closed with 406: it is published alone. */
+  suspect: boolean;
 }
+
+/** How `last_error` starts for a row whose channel the broker closed with 406 (see publish-rows.ts). */
+export const PRECONDITION_FAILED_PREFIX = 'PRECONDITION_FAILED (406):';
 
 /**
  * The relay's statements on `outbox` for one schema, built once (the schema is validated and
  * quoted here). Dead letters are written by core's `writeDeadLetters`, the one writer of that table.
+ *
+ * Every function, operator and type is schema-qualified (`pg_catalog.now()`,
+ * `OPERATOR(pg_catalog.=)`, exact argument types), so objects planted in a schema of the
+ * connection's `search_path` are never called: an unqualified `mod(bigint, int)` or
+ * `integer * interval` would pick a planted exact match over pg_catalog's inexact one. The batch
+ * transaction also pins `search_path` (see relay-batch.ts).
  */
 export interface RelaySql {
   /** Claims due rows in id order, skipping rows other relays hold. */
@@ -29,33 +40,40 @@ export interface RelaySql {
   remove: string;
   /** Pushes failed rows back with their next attempt's delay and the error. */
   retry: string;
-  /** Rows waiting and the age of the oldest. */
-  backlog: string;
 }
 
-const COLUMNS = `o.id, o.message_id, o.type, o.exchange, o.routing_key, o.key, o.headers::text AS headers, o.payload::text AS payload,
-  (extract(epoch FROM o.occurred_at) * 1000)::float8 AS occurred_ms, (extract(epoch FROM o.created_at) * 1000)::float8 AS created_ms, o.attempts`;
+const COLUMNS = `o.id, o.message_id, o.type, o.exchange, o.routing_key, o.key, o.headers::pg_catalog.text AS headers,
+  o.payload::pg_catalog.text AS payload,
+  (extract(epoch FROM o.occurred_at) OPERATOR(pg_catalog.*) 1000)::double precision AS occurred_ms,
+  (extract(epoch FROM o.created_at) OPERATOR(pg_catalog.*) 1000)::double precision AS created_ms, o.attempts,
+  (o.last_error IS NOT NULL AND pg_catalog.starts_with(o.last_error, '${PRECONDITION_FAILED_PREFIX}')) AS suspect`;
+
+const DUE = `o.available_at OPERATOR(pg_catalog.<=) pg_catalog.now()`;
 
 /** Builds the relay's SQL for `schema`. */
 export function relaySql(schema: string): RelaySql {
   const outbox = `${quoteIdentifier(schema)}.outbox`;
   return {
     // $1 batch size. Rows of other relays' batches are skipped, never waited for.
-    claim: `SELECT ${COLUMNS} FROM ${outbox} o WHERE o.available_at <= now() ORDER BY o.id LIMIT $1 FOR UPDATE SKIP LOCKED`,
+    claim: `SELECT ${COLUMNS} FROM ${outbox} o WHERE ${DUE} ORDER BY o.id LIMIT $1 FOR UPDATE SKIP LOCKED`,
     // $1 batch size, $2 partitions, $3 leased partitions. A row is eligible only if no earlier row
     // of its key is waiting in backoff; rows are locked without SKIP LOCKED so that a row still
     // held by a relay that lost its lease is waited for, never overtaken.
     claimOrdered: `SELECT ${COLUMNS} FROM ${outbox} o
-      WHERE mod(hashtext(coalesce(o.key, o.message_id::text))::bigint + 2147483648, $2::int) = ANY($3::int[])
-        AND o.available_at <= now()
+      WHERE pg_catalog.mod(pg_catalog.hashtext(coalesce(o.key, o.message_id::pg_catalog.text))::bigint OPERATOR(pg_catalog.+) 2147483648::bigint,
+              $2::bigint)::int OPERATOR(pg_catalog.=) ANY ($3::int[])
+        AND ${DUE}
         AND (o.key IS NULL OR NOT EXISTS (
-          SELECT 1 FROM ${outbox} p WHERE p.key = o.key AND p.id < o.id AND p.available_at > now()))
+          SELECT 1 FROM ${outbox} p WHERE p.key OPERATOR(pg_catalog.=) o.key AND p.id OPERATOR(pg_catalog.<) o.id
+            AND p.available_at OPERATOR(pg_catalog.>) pg_catalog.now()))
       ORDER BY o.id LIMIT $1 FOR UPDATE OF o`,
     // $1 ids
-    remove: `DELETE FROM ${outbox} WHERE id = ANY($1::bigint[])`,
+    remove: `DELETE FROM ${outbox} WHERE id OPERATOR(pg_catalog.=) ANY ($1::bigint[])`,
     // $1 ids, $2 delays in ms, $3 errors
-    retry: `UPDATE ${outbox} o SET attempts = o.attempts + 1, available_at = now() + d.delay_ms * interval '1 millisecond', last_error = d.error
-      FROM unnest($1::bigint[], $2::int[], $3::text[]) AS d(id, delay_ms, error) WHERE o.id = d.id`,
-    backlog: `SELECT count(*)::int AS rows, coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS oldest_age FROM ${outbox}`,
+    retry: `UPDATE ${outbox} o SET attempts = o.attempts OPERATOR(pg_catalog.+) 1,
+        available_at = pg_catalog.now() OPERATOR(pg_catalog.+) (d.delay_ms::double precision OPERATOR(pg_catalog.*) interval '1 millisecond'),
+        last_error = d.error
+      FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::int[]), pg_catalog.unnest($3::pg_catalog.text[])) AS d(id, delay_ms, error)
+      WHERE o.id OPERATOR(pg_catalog.=) d.id`,
   };
 }

@@ -2,15 +2,19 @@ import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { MailroomError, MetricsRegistry, describeError, redactUrl, silentLogger, type AmqpConnection, type PgPoolLike } from '@mailroom/core';
-import { quoteIdentifier, resolveAmqpConnection } from '@mailroom/core/internal';
+import { assertGrants, quoteIdentifier, resolveAmqpConnection } from '@mailroom/core/internal';
+import { backlogSql, cachedBacklog, readBacklog, type Backlog } from './backlog-probe.js';
 import type { Settlement } from './batch-settlement.js';
+import { LinkFailure, LinkHealth, causeOf, unwrapFailure, type RelayLinks } from './link-health.js';
 import { runOrderedLoop } from './ordered-loop.js';
 import type { PartitionLease } from './partition-lease.js';
+import { checkOut, describeLostConnection, guardPool } from './pg-checkout.js';
 import type { RelayEvents, RelayStats } from './relay-events.js';
 import { createRelayMetrics, type RelayMetrics } from './relay-metrics.js';
 import { resolveRelayOptions, type RelayOptions, type ResolvedRelayOptions } from './relay-options.js';
 import type { RelayRuntime } from './relay-runtime.js';
 import { relaySql } from './relay-sql.js';
+import { emitSafely } from './safe-emit.js';
 import { runUnorderedLoop } from './unordered-loop.js';
 import { createWakeUp } from './wake-up.js';
 
@@ -19,7 +23,10 @@ import { createWakeUp } from './wake-up.js';
  * Made by {@link createRelay}.
  */
 export interface Relay extends EventEmitter<RelayEvents> {
-  /** Starts the relay: checks the tables, listens for NOTIFY and starts the publish loops. Once only. */
+  /**
+   * Starts the relay: checks the tables and the role's grants (`INVALID_CONFIG` naming each one
+   * missing), listens for NOTIFY and starts the publish loops. Once only.
+   */
   start(): Promise<void>;
   /** Stops claiming, finishes the batch in flight, closes what the relay opened. Always resolves. */
   stop(): Promise<void>;
@@ -27,13 +34,18 @@ export interface Relay extends EventEmitter<RelayEvents> {
   readonly done: Promise<void>;
   /** True while the relay can publish: the database answered and the broker is connected. */
   readonly ready: boolean;
+  /** Which link is up and, when one is down, why (what the sidecar's `/readyz` shows). */
+  readonly links: RelayLinks;
   /** The metrics registry (Prometheus text via `metrics.render()`). */
   readonly metrics: MetricsRegistry;
   /** Counts so far, of committed batches only (a copy). */
   readonly stats: RelayStats;
   /** Partitions leased now (ordering mode). */
   leasedPartitions(): number[];
-  /** Outbox rows waiting and the age in seconds of the oldest one. */
+  /**
+   * Outbox rows waiting and the age in seconds of the oldest one, in bounded work: exact up to
+   * 10,000 rows, above that PostgreSQL's estimate (never less than 10,001).
+   */
   backlog(): Promise<{ rows: number; oldestAgeSeconds: number }>;
   /** `await using relay = createRelay(…)` stops it at the end of the scope. */
   [Symbol.asyncDispose](): Promise<void>;
@@ -57,13 +69,17 @@ class OutboxRelay extends EventEmitter<RelayEvents> implements Relay {
   readonly #amqp: AmqpConnection;
   readonly #ownsAmqp: boolean;
   readonly #counts: RelayMetrics;
+  readonly #links: LinkHealth;
   readonly #runtime: RelayRuntime;
+  readonly #backlogSql: string;
   readonly #resolveDone: () => void;
+  readonly #onConnected = (): void => this.#links.up('rabbitmq');
+  readonly #onDisconnected = (error: Error | undefined): void =>
+    this.#links.down('rabbitmq', `connection to ${this.#amqp.displayUrl} lost${error ? `: ${describeError(error)}` : ''} (reconnecting)`);
   #state: State = 'new';
   #loops: Promise<void>[] = [];
   #lease: PartitionLease | undefined;
-  /** Whether the last batch (or the start-up check) reached the database without error. */
-  #healthy = false;
+  #unguardPool: () => void = () => undefined;
 
   constructor(options: ResolvedRelayOptions) {
     super();
@@ -80,14 +96,24 @@ class OutboxRelay extends EventEmitter<RelayEvents> implements Relay {
     }
     ({ connection: this.#amqp, owned: this.#ownsAmqp } = resolveAmqpConnection(options.amqp, { name: options.name, logger: log }));
     this.metrics = options.metrics ?? new MetricsRegistry();
-    this.#counts = createRelayMetrics(this.metrics, { backlog: () => this.backlog(), ready: () => this.ready });
+    this.#backlogSql = backlogSql(options.schema);
+    this.#links = new LinkHealth((link, error) => {
+      this.#counts.outage(link);
+      log.warn(`relay: ${link} is down: ${error}`);
+    });
+    this.#counts = createRelayMetrics(this.metrics, {
+      backlog: cachedBacklog(() => this.backlog()),
+      ready: () => this.ready,
+      links: () => this.links,
+    });
     let resolveDone!: () => void;
     this.done = new Promise((resolve) => (resolveDone = resolve));
     this.#resolveDone = resolveDone;
     const failure = (stage: string, error: unknown): void => {
-      const text = describeError(error);
-      log.warn(`relay ${stage} failed: ${text}`);
-      this.emit('failure', { stage, error: text });
+      const cause = causeOf(error);
+      const text = describeError(unwrapFailure(error));
+      log.warn(`relay ${stage} failed (${cause}): ${text}`);
+      this.#emit('failure', { stage, link: cause, error: text });
     };
     this.#runtime = {
       options,
@@ -95,16 +121,37 @@ class OutboxRelay extends EventEmitter<RelayEvents> implements Relay {
       sql: relaySql(options.schema),
       pool: this.#pool,
       amqp: this.#amqp,
-      wake: createWakeUp({ pool: this.#pool, schema: options.schema, pollIntervalMs: options.pollIntervalMs, log, onFailure: failure }),
-      setHealthy: (healthy) => (this.#healthy = healthy),
+      wake: createWakeUp({
+        checkOut: (onError) => checkOut(this.#pool, onError),
+        schema: options.schema,
+        pollIntervalMs: options.pollIntervalMs,
+        log,
+        onFailure: (stage, error) => failure(stage, new LinkFailure('postgres', error)),
+      }),
+      checkOut: () => checkOut(this.#pool, (error) => log.warn(`relay: ${describeLostConnection(error)}`)),
+      linkUp: (link) => this.#links.up(link),
+      linkDown: (link, error) => this.#links.down(link, error),
+      batchFailed: (stage, error) => {
+        const cause = causeOf(error);
+        this.#counts.batchFailed(cause);
+        if (cause !== 'other') this.#links.down(cause, describeError(unwrapFailure(error)));
+        failure(stage, error);
+      },
       failure,
       committed: (settlement, durationMs) => this.#committed(settlement, durationMs),
-      rolledBack: () => this.#counts.rolledBack(),
     };
   }
 
   get ready(): boolean {
-    return this.#state === 'running' && this.#healthy && this.#amqp.connected;
+    return this.#state === 'running' && this.#links.isUp('postgres') && this.#amqp.connected;
+  }
+
+  get links(): RelayLinks {
+    const links = this.#links.snapshot();
+    // The connection's own state is the truth for the broker (it may reconnect between batches).
+    if (this.#amqp.connected && !links.rabbitmq.up) links.rabbitmq = { up: true, error: undefined, since: links.rabbitmq.since };
+    if (!this.#amqp.connected && links.rabbitmq.up) links.rabbitmq = { up: false, error: `not connected to ${this.#amqp.displayUrl}`, since: new Date() };
+    return links;
   }
 
   get stats(): RelayStats {
@@ -115,10 +162,8 @@ class OutboxRelay extends EventEmitter<RelayEvents> implements Relay {
     return this.#lease?.held ?? [];
   }
 
-  async backlog(): Promise<{ rows: number; oldestAgeSeconds: number }> {
-    const result = await this.#pool.query(this.#runtime.sql.backlog);
-    const row = result.rows[0] as { rows: number; oldest_age: number } | undefined;
-    return { rows: row?.rows ?? 0, oldestAgeSeconds: row?.oldest_age ?? 0 };
+  async backlog(): Promise<Backlog> {
+    return readBacklog(this.#pool, this.#o.schema, this.#backlogSql);
   }
 
   async start(): Promise<void> {
@@ -127,7 +172,7 @@ class OutboxRelay extends EventEmitter<RelayEvents> implements Relay {
     const table = `${quoteIdentifier(o.schema)}.outbox`;
     let present: unknown;
     try {
-      present = (await this.#pool.query('SELECT to_regclass($1) IS NOT NULL AS present', [table])).rows[0];
+      present = (await this.#pool.query('SELECT pg_catalog.to_regclass($1::pg_catalog.text) IS NOT NULL AS present', [table])).rows[0];
     } catch (error) {
       const where = typeof o.database === 'string' ? ` at ${redactUrl(o.database)}` : '';
       throw new MailroomError('UNREACHABLE', `The relay cannot reach PostgreSQL${where}: ${describeError(error)}`, { cause: error });
@@ -135,15 +180,24 @@ class OutboxRelay extends EventEmitter<RelayEvents> implements Relay {
     if ((present as { present?: boolean } | undefined)?.present !== true) {
       throw new MailroomError('MIGRATION_FAILED', `Table ${table} does not exist: run \`mailroom migrate\` (or migrate()) first.`);
     }
-    this.#healthy = true;
+    // A role without its grants is refused here, once, naming what is missing: at run time a
+    // missing DELETE on outbox would roll back every confirmed batch and publish it again.
+    await assertGrants(this.#pool, o.schema, 'relay');
+    this.#links.up('postgres');
     this.#state = 'running';
+    this.#unguardPool = guardPool(this.#pool);
+    this.#amqp.on('connected', this.#onConnected);
+    this.#amqp.on('disconnected', this.#onDisconnected);
+    if (this.#amqp.connected) this.#links.up('rabbitmq');
     await this.#runtime.wake.listen();
     // Connect in the background: the loops wait for the broker, readiness reports it.
     this.#amqp.get().catch(() => undefined);
+    // The loops never reject; the catch is the last guard of the host process.
+    const guard = (loop: Promise<void>): Promise<void> => loop.catch((error: unknown) => this.#runtime.log.error(`relay loop ended: ${describeError(error)}`));
     if (o.ordering) {
-      this.#loops.push(runOrderedLoop(this.#runtime, (lease) => (this.#lease = lease)));
+      this.#loops.push(guard(runOrderedLoop(this.#runtime, (lease) => (this.#lease = lease))));
     } else {
-      for (let i = 0; i < o.concurrency; i++) this.#loops.push(runUnorderedLoop(this.#runtime, i));
+      for (let i = 0; i < o.concurrency; i++) this.#loops.push(guard(runUnorderedLoop(this.#runtime, i)));
     }
     this.#runtime.log.info(
       `relay started: schema "${o.schema}", ${o.ordering ? `ordering on, ${o.partitions} partitions` : `${o.concurrency} workers`}, batch ${o.batchSize}`,
@@ -160,12 +214,22 @@ class OutboxRelay extends EventEmitter<RelayEvents> implements Relay {
       const finished = await Promise.race([Promise.allSettled(this.#loops).then(() => 'done' as const), timeout]);
       if (finished === 'timeout') this.#runtime.log.warn(`relay stop: batch still in flight after ${this.#o.shutdownTimeoutMs} ms, closing anyway`);
     }
+    this.#amqp.off('connected', this.#onConnected);
+    this.#amqp.off('disconnected', this.#onDisconnected);
     this.#runtime.wake.close();
+    this.#unguardPool();
     if (this.#ownsAmqp) await this.#amqp.close();
-    if (this.#ownsPool) await (this.#pool as unknown as pg.Pool).end().catch(() => undefined);
+    // pg's end() waits for every client to come back: bounded, so stop() always resolves.
+    if (this.#ownsPool) {
+      const ended = (this.#pool as unknown as pg.Pool).end().then(
+        () => true,
+        () => true,
+      );
+      if (!(await Promise.race([ended, sleep(5_000, false, { ref: false })]))) this.#runtime.log.warn('relay stop: database pool still busy after 5 s, leaving it');
+    }
     this.#state = 'stopped';
     this.#runtime.log.info('relay stopped');
-    this.emit('stopped');
+    this.#emit('stopped');
     this.#resolveDone();
   }
 
@@ -173,16 +237,27 @@ class OutboxRelay extends EventEmitter<RelayEvents> implements Relay {
     await this.stop();
   }
 
-  /** Counts and announces a batch whose transaction committed. */
+  /** Emits to each listener on its own: one that throws is logged and counted, never rethrown. */
+  #emit<K extends keyof RelayEvents>(event: K, ...args: RelayEvents[K]): void {
+    emitSafely(this, event, args, (error) => {
+      this.#counts.listenerError(event);
+      this.#runtime.log.error(`a relay '${event}' listener threw (ignored): ${describeError(error)}`);
+    });
+  }
+
+  /** Counts and announces a batch whose transaction committed. Never throws. */
   #committed(settlement: Settlement, durationMs: number): void {
     this.#counts.committed(settlement);
     const log = this.#runtime.log;
     for (const dead of settlement.deadLetters) {
       log.warn(`outbox row ${dead.messageId} moved to dead letters (${dead.reason}): ${dead.error}`);
-      this.emit('deadLettered', dead);
+      this.#emit('deadLettered', dead);
+    }
+    for (const failed of settlement.deadLetterWriteFailures) {
+      log.error(`outbox row ${failed.messageId} could not be written to the dead letters; left in the outbox for a retry: ${failed.error}`);
     }
     if (settlement.retried > 0) log.warn(`relay: ${settlement.retried} row(s) will be retried: ${settlement.firstRetryError}`);
-    this.emit('batch', {
+    this.#emit('batch', {
       claimed: settlement.claimed,
       published: settlement.published,
       retried: settlement.retried,

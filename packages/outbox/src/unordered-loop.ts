@@ -1,37 +1,45 @@
+import { LinkFailure } from './link-health.js';
+import type { CheckedOutClient } from './pg-checkout.js';
 import { ConfirmPublisher } from './publisher.js';
 import { runBatch } from './relay-batch.js';
 import { backOffAfterFailure, channelOrStop, type RelayRuntime } from './relay-runtime.js';
 
 /**
  * One worker of a relay without ordering: claims whatever is due (other workers' rows are
- * skipped), a batch after the other, on a connection borrowed per batch and a confirm channel of
- * its own. A full batch is followed at once by the next; otherwise it waits for a wake-up.
- * Resolves at stop, after the batch in flight.
+ * skipped), a batch after the other, on a connection borrowed per batch (with an `'error'`
+ * listener for as long as it is out: a backend PostgreSQL terminates fails the batch, never the
+ * process) and a confirm channel of its own. A full batch is followed at once by the next;
+ * otherwise it waits for a wake-up. Resolves at stop, after the batch in flight; never rejects.
  */
 export async function runUnorderedLoop(runtime: RelayRuntime, worker: number): Promise<void> {
-  const { options, pool, wake } = runtime;
+  const { options, wake } = runtime;
   const publisher = new ConfirmPublisher(runtime.amqp, { declareExchanges: options.declareExchanges, logger: runtime.log });
   let failures = 0;
   while (!wake.signal.aborted) {
     try {
       const channel = await channelOrStop(runtime, publisher);
       if (channel === undefined) break;
-      const client = await pool.connect();
+      let lease: CheckedOutClient;
+      try {
+        lease = await runtime.checkOut();
+      } catch (error) {
+        throw new LinkFailure('postgres', error);
+      }
       let claimed: number;
       try {
-        claimed = await runBatch(runtime, client, publisher, undefined);
-        client.release();
+        claimed = await runBatch(runtime, lease.client, publisher, undefined);
+        lease.release();
       } catch (error) {
         // The session may be in any state: never hand it back to the pool.
-        client.release(true);
+        lease.release(true);
         throw error;
       }
-      runtime.setHealthy(true);
+      runtime.linkUp('postgres');
       failures = 0;
       if (claimed < options.batchSize) await wake.idle(options.pollIntervalMs);
     } catch (error) {
       failures++;
-      runtime.failure(`batch (worker ${worker})`, error);
+      runtime.batchFailed(`batch (worker ${worker})`, error);
       await backOffAfterFailure(runtime, failures);
     }
   }

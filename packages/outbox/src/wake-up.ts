@@ -1,7 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
-import { describeError, type Logger, type PgPoolClientLike, type PgPoolLike } from '@mailroom/core';
+import { describeError, type Logger } from '@mailroom/core';
 import { notifyChannel } from './names.js';
+import type { CheckedOutClient } from './pg-checkout.js';
 
 /**
  * When the relay's loops look at the outbox again: at a NOTIFY (sent by `enqueue`, delivered by
@@ -27,7 +28,8 @@ export interface WakeUp {
 
 /** Options of {@link createWakeUp}. */
 export interface WakeUpOptions {
-  pool: PgPoolLike;
+  /** Borrows the LISTEN connection, guarded for its whole checkout; `onError` hears its loss. */
+  checkOut(onError: (error: Error) => void): Promise<CheckedOutClient>;
   schema: string;
   /** Also the delay before a lost LISTEN connection is opened again. */
   pollIntervalMs: number;
@@ -43,7 +45,7 @@ export function createWakeUp(options: WakeUpOptions): WakeUp {
   const stopped = new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
   let pending = false;
   let waiters: Array<() => void> = [];
-  let listener: PgPoolClientLike | undefined;
+  let listener: CheckedOutClient | undefined;
 
   const nudge = (): void => {
     pending = true;
@@ -57,30 +59,35 @@ export function createWakeUp(options: WakeUpOptions): WakeUp {
   };
 
   async function listen(): Promise<void> {
+    let lost = false;
+    let lease: CheckedOutClient | undefined;
     try {
-      const client = await options.pool.connect();
+      lease = await options.checkOut((error) => {
+        if (lost) return;
+        lost = true;
+        options.log.warn('LISTEN connection lost; polling until it is back', { error: describeError(error) });
+        if (listener === lease) listener = undefined;
+        lease?.release(true);
+        retryListen();
+      });
       if (signal.aborted) {
-        client.release();
+        lease.release();
         return;
       }
       // The structural pool type has no events; a pg client has them.
-      const raw = client as unknown as pg.PoolClient;
-      raw.on('notification', nudge);
-      raw.on('error', (error: Error) => {
-        options.log.warn('LISTEN connection lost; polling until it is back', { error: describeError(error) });
-        if (listener === client) listener = undefined;
-        client.release(true);
-        retryListen();
-      });
-      await client.query(`LISTEN "${notifyChannel(options.schema)}"`);
-      if (signal.aborted) {
-        client.release(true);
+      (lease.client as unknown as pg.PoolClient).on('notification', nudge);
+      await lease.client.query(`LISTEN "${notifyChannel(options.schema)}"`);
+      if (signal.aborted || lost) {
+        lease.release(true);
         return;
       }
-      listener = client;
+      listener = lease;
       // Rows committed while nobody listened are picked up at once.
       nudge();
     } catch (error) {
+      lease?.release(true);
+      // A connection lost on the way has scheduled its own retry.
+      if (lost) return;
       options.onFailure('listen', error);
       retryListen();
     }
