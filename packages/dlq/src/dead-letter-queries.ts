@@ -1,7 +1,7 @@
 import { toExecutor } from '@mailroom/core/internal';
 import type { DeadLetter, DeadLetterGroup } from './dead-letter.js';
 import { DEAD_LETTER_COLUMNS, toDeadLetter, type DeadLetterRow } from './dead-letter-row.js';
-import { selectionWhere } from './dead-letter-selection.js';
+import { selectionWhere, type DeadLetterSelection } from './dead-letter-selection.js';
 import type { StoreContext } from './store-context.js';
 
 /** Filters of `DeadLetterStore.list`. */
@@ -85,4 +85,23 @@ export async function deadLetterGroups(ctx: StoreContext): Promise<DeadLetterGro
     lastFailedAt: new Date(r.last_failed_at),
     sampleError: r.sample_error,
   }));
+}
+
+/** What a selection matches: how many dead letters, and the first of them. */
+export interface SelectionPreview {
+  /** How many dead letters the selection matches. */
+  count: number;
+  /** The first `limit` of them, by row id. */
+  deadLetters: DeadLetter[];
+}
+
+/** The dead letters a replay or discard of `selection` would act on (see `DeadLetterStore.preview`). */
+export async function previewSelection(ctx: StoreContext, selection: DeadLetterSelection, options: { limit?: number } = {}): Promise<SelectionPreview> {
+  const params: unknown[] = [];
+  const where = selectionWhere(selection, params);
+  const db = toExecutor(ctx.db);
+  const counted = await db.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${ctx.table} WHERE ${where}`, params);
+  params.push(options.limit ?? 20);
+  const rows = await db.query<DeadLetterRow>(`SELECT ${DEAD_LETTER_COLUMNS} FROM ${ctx.table} WHERE ${where} ORDER BY id LIMIT $${params.length}`, params);
+  return { count: Number(counted.rows[0]?.n ?? 0), deadLetters: rows.rows.map(toDeadLetter) };
 }

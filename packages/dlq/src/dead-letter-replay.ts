@@ -1,6 +1,7 @@
 import type { OutgoingMessage } from '@mailroom/core';
 import { inTransaction, replayHeaders, type Executor } from '@mailroom/core/internal';
 import { enqueue } from '@mailroom/outbox';
+import { recordAction } from './dead-letter-audit.js';
 import type { DeadLetter } from './dead-letter.js';
 import { DEAD_LETTER_COLUMNS, toDeadLetter, type DeadLetterRow } from './dead-letter-row.js';
 import { selectionWhere, type DeadLetterSelection } from './dead-letter-selection.js';
@@ -16,6 +17,8 @@ export interface ReplayOptions extends DeadLetterSelection {
    * that already handled it may have forgotten that and handle it again. Default: false.
    */
   force?: boolean;
+  /** Who replays, for the audit. Default: the store's `actor`. */
+  actor?: string;
 }
 
 /** A dead letter a replay left alone, and why. */
@@ -47,10 +50,9 @@ function replayable(deadLetters: readonly DeadLetter[], skipped: SkippedReplay[]
   };
   const candidates: DeadLetter[] = [];
   for (const dl of deadLetters) {
-    if (dl.type === null) skip(dl, 'the message type is unknown');
-    else if (dl.payload === null) skip(dl, 'the body is not JSON, so it cannot go through the outbox');
-    else if (dl.exchange === null || dl.routingKey === null) skip(dl, 'the exchange or routing key is unknown');
-    else candidates.push(dl);
+    // The one rule of what may be sent, and where (unsealed and changed letters never are).
+    if (dl.replayTarget.replayable) candidates.push(dl);
+    else skip(dl, dl.replayTarget.why);
   }
   // The same message id twice in one replay (it failed in two consumers) is sent once.
   const unique = new Map<string, DeadLetter>();
@@ -76,6 +78,7 @@ async function dropStillQueued(tx: Executor, ctx: StoreContext, unique: Map<stri
 }
 
 function outgoing(dl: DeadLetter): OutgoingMessage {
+  if (!dl.replayTarget.replayable) throw new Error(`dead letter ${dl.id} is not replayable: ${dl.replayTarget.why}`);
   return {
     messageId: dl.messageId,
     type: dl.type as string,
@@ -84,14 +87,14 @@ function outgoing(dl: DeadLetter): OutgoingMessage {
     headers: replayHeaders(dl.headers),
     payload: dl.payload,
     occurredAt: occurredAtOfDeadLetter(dl),
-    exchange: dl.exchange as string,
-    routingKey: dl.routingKey as string,
+    exchange: dl.replayTarget.exchange,
+    routingKey: dl.replayTarget.routingKey,
   };
 }
 
 /**
  * Puts the selected dead letters back into the outbox in one transaction, keeping their message
- * ids, and marks them replayed. See `DeadLetterStore.replay`.
+ * ids, marks them replayed and records the replay in the audit. See `DeadLetterStore.replay`.
  */
 export async function replayDeadLetters(ctx: StoreContext, options: ReplayOptions): Promise<ReplayResult> {
   const params: unknown[] = [];
@@ -116,6 +119,7 @@ export async function replayDeadLetters(ctx: StoreContext, options: ReplayOption
     if (!dryRun && toReplay.length > 0) {
       await enqueue(tx, toReplay.map(outgoing), { schema: ctx.schema });
       await tx.query(`UPDATE ${ctx.table} SET replayed_at = now() WHERE id = ANY($1::bigint[])`, [toReplay.map((dl) => dl.id)]);
+      await recordAction(tx, ctx, { actor: options.actor ?? ctx.actor, action: 'replay', selection: options, messageIds: toReplay.map((dl) => dl.messageId) });
     }
     return { count: toReplay.length, messageIds: toReplay.map((dl) => dl.messageId), skipped, dryRun };
   });

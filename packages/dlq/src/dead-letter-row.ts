@@ -1,5 +1,6 @@
-import type { DeadLetterRecord } from '@mailroom/core/internal';
+import { STORED_CHANGES_HEADER, type DeadLetterRecord } from '@mailroom/core/internal';
 import type { DeadLetter, NewDeadLetter } from './dead-letter.js';
+import { replayTargetOf } from './replay-target.js';
 
 /** A `dead_letters` row as the store's queries select it (see {@link DEAD_LETTER_COLUMNS}). */
 export interface DeadLetterRow {
@@ -26,8 +27,18 @@ export interface DeadLetterRow {
 export const DEAD_LETTER_COLUMNS = `id::text AS id, message_id::text AS message_id, source, reason, error, attempts, first_failed_at, last_failed_at,
   type, exchange, routing_key, key, headers, payload, body, fingerprint, replayed_at`;
 
-/** A row as the store's callers see it. */
+/** The headers as stored, and the sink's list of changes kept among them (taken out). */
+function splitChanges(stored: Record<string, unknown> | null): { headers: Record<string, unknown>; changes: string[] } {
+  if (stored === null) return { headers: {}, changes: [] };
+  const { [STORED_CHANGES_HEADER]: noted, ...headers } = stored;
+  const changes = Array.isArray(noted) ? noted.filter((c): c is string => typeof c === 'string') : [];
+  return { headers, changes };
+}
+
+/** A row as the store's callers see it, with where a replay of it would go. */
 export function toDeadLetter(row: DeadLetterRow): DeadLetter {
+  const { headers, changes } = splitChanges(row.headers);
+  const payload = row.payload ?? null;
   return {
     id: row.id,
     messageId: row.message_id,
@@ -41,12 +52,20 @@ export function toDeadLetter(row: DeadLetterRow): DeadLetter {
     exchange: row.exchange,
     routingKey: row.routing_key,
     key: row.key,
-    headers: row.headers ?? {},
-    payload: row.payload ?? null,
+    headers,
+    payload,
     body: row.body,
     fingerprint: row.fingerprint,
     replayedAt: row.replayed_at === null ? null : new Date(row.replayed_at),
+    changes,
+    replayTarget: replayTargetOf({ ...row, routingKey: row.routing_key, payload, changes }),
   };
+}
+
+/** The headers to store: a list of changes goes with them, under core's reserved name (any earlier one replaced). */
+function withChanges(headers: Record<string, unknown>, changes: readonly string[] | undefined): Record<string, unknown> {
+  const { [STORED_CHANGES_HEADER]: _earlier, ...rest } = headers;
+  return changes === undefined || changes.length === 0 ? rest : { ...rest, [STORED_CHANGES_HEADER]: changes };
 }
 
 /**
@@ -67,7 +86,7 @@ export function toDeadLetterRecord(deadLetter: NewDeadLetter): DeadLetterRecord 
     exchange: deadLetter.exchange ?? null,
     routingKey: deadLetter.routingKey ?? null,
     key: deadLetter.key ?? null,
-    headersJson: JSON.stringify(deadLetter.headers ?? {}),
+    headersJson: JSON.stringify(withChanges(deadLetter.headers ?? {}, deadLetter.changes)),
     payloadJson: isJson ? JSON.stringify(deadLetter.payload) : null,
     body: isJson || body === undefined || body === null ? null : Buffer.from(body),
   };

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { DEFAULT_DEAD_LETTERS, DEFAULT_SCHEMA, type AmqpConnection, type Logger } from '@mailroom/core';
+import { DEFAULT_DEAD_LETTERS, DEFAULT_SCHEMA, type AmqpConnection, type Logger, type MetricsRegistry } from '@mailroom/core';
 import { queryableSchema } from './dead-letter-store-options.js';
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null;
@@ -41,6 +41,31 @@ export const deadLetterSinkOptionsSchema = z.strictObject({
     .max(65_535)
     .default(20)
     .meta({ env: 'MAILROOM_DEAD_LETTER_PREFETCH', description: 'unacknowledged dead letters the sink has in flight' }),
+  /**
+   * The largest body stored whole, in bytes. A larger one is stored cut to this size (raw, so
+   * never replayed) and the cut is recorded in the row. Default: 1 MiB.
+   */
+  maxBodyBytes: z
+    .number()
+    .int()
+    .min(1024)
+    .max(64 * 1024 * 1024)
+    .default(1024 * 1024)
+    .meta({ env: 'MAILROOM_DEAD_LETTER_MAX_BODY_BYTES', description: 'largest dead-letter body stored whole, in bytes (larger: cut, never replayed)' }),
+  /**
+   * The budget, in bytes of JSON, for the headers of one dead letter (and the longest key kept).
+   * Headers are kept in their order while they fit; the others are left out and named in the
+   * row. Default: 64 KiB.
+   */
+  maxHeaderBytes: z
+    .number()
+    .int()
+    .min(1024)
+    .max(16 * 1024 * 1024)
+    .default(64 * 1024)
+    .meta({ env: 'MAILROOM_DEAD_LETTER_MAX_HEADER_BYTES', description: 'budget for the headers of one dead letter, in bytes of JSON (the rest: left out)' }),
+  /** Registry the sink's counters are added to (`mailroom_dead_letter_sink_*`). Default: none (stats only). */
+  metrics: z.custom<MetricsRegistry>((v) => isObject(v) && typeof v.counter === 'function', 'expected a MetricsRegistry').optional(),
   /** Where problems are logged. Default: silent. */
   logger: z.custom<Logger>((v) => isObject(v) && typeof v.warn === 'function', 'expected a Logger').optional(),
 });

@@ -1,106 +1,99 @@
 import { EventEmitter } from 'node:events';
-import { setTimeout as sleep } from 'node:timers/promises';
-import type { Channel, ConsumeMessage } from 'amqplib';
-import { describeError, silentLogger, type AmqpConnection, type Logger } from '@mailroom/core';
+import type { ConfirmChannel } from 'amqplib';
+import { MailroomError, silentLogger, type AmqpConnection, type Logger } from '@mailroom/core';
 import {
   AmqpSubscription,
-  crashPoint,
-  decodeDeadLetter,
   declareDeadLetterTopology,
+  loadEnvelopeSeal,
   parseConfig,
   resolveAmqpConnection,
+  toExecutor,
   validateIdentifier,
+  type EnvelopeSeal,
+  assertGrants,
 } from '@mailroom/core/internal';
-import type { NewDeadLetter } from './dead-letter.js';
 import { deadLetterSinkOptionsSchema, type DeadLetterSinkOptions } from './dead-letter-sink-options.js';
 import { createDeadLetterStore, type DeadLetterStore } from './dead-letter-store.js';
+import { storeDelivery, type DeadLetterSinkStats, type DeliveryHooks, type StoredDeadLetterInfo } from './sink-delivery.js';
+import { sinkMetrics } from './sink-metrics.js';
+import type { StoreFailureCause } from './store-failure.js';
 
-/** What the sink says about one dead letter. */
-export interface StoredDeadLetterInfo {
-  messageId: string;
-  /** The consumer's queue that gave up on it. */
-  source: string;
-  reason: string;
-}
+export type { DeadLetterSinkStats, StoredDeadLetterInfo } from './sink-delivery.js';
 
 /** Events of a {@link DeadLetterSink}. */
 export interface DeadLetterSinkEvents {
   /** A dead letter's row committed (it is acked right after). */
   stored: [info: StoredDeadLetterInfo];
-  /** A dead letter could not be stored; it goes back to the queue after a pause. */
-  storeFailed: [info: StoredDeadLetterInfo & { error: string }];
-}
-
-/** Counts of a {@link DeadLetterSink} since it was made, each counted after its commit. */
-export interface DeadLetterSinkStats {
-  /** Dead letters stored (a redelivered one counts again; its row is the same). */
-  stored: number;
-  /** Attempts to store a dead letter that failed; the message went back to the queue. */
-  failures: number;
+  /**
+   * A try to store a dead letter failed. `cause` `environment`: the sink tries again after a
+   * backoff, the delivery held; `content`: it stores the minimal row next, or parks the message.
+   */
+  storeFailed: [info: StoredDeadLetterInfo & { error: string; cause: StoreFailureCause }];
+  /** The store refused even the minimal row: the message was moved to the parked queue (then acked). */
+  parked: [info: StoredDeadLetterInfo & { error: string }];
 }
 
 /**
  * Drains the broker-side dead-letter queue into the `dead_letters` table. At least once and
  * idempotent: a message is acked only after its row is committed, and a redelivered one updates
- * the same (source, message id) row. Resubscribes after a lost connection or channel. Hand it
- * to a consumer as `deadLetters.sink`, or run it alone (`mailroom dlq sink`).
+ * the same (source, message id) row. Checks each message's seal (a message without a valid one is
+ * stored as source `unsealed` and never replayed), stores what PostgreSQL would refuse in a
+ * storable form with the changes recorded, caps sizes, and never requeues: see the README.
+ * Resubscribes after a lost connection or channel. Hand it to a consumer as `deadLetters.sink`,
+ * or run it alone (`mailroom dlq sink`).
  */
 export interface DeadLetterSink extends EventEmitter<DeadLetterSinkEvents> {
   /** The queue it drains. */
   readonly queue: string;
+  /** Where a message the store refuses even in minimal form is moved: `<queue>.parked`. */
+  readonly parkedQueue: string;
   /** Counts since it was made. */
   readonly stats: DeadLetterSinkStats;
-  /** Declares the topology and starts draining; resolves once subscribed. */
+  /** Loads the envelope seal, declares the topology and starts draining; resolves once subscribed. */
   start(): Promise<void>;
-  /** Stops draining and waits for the dead letters in flight. Always resolves. */
+  /** Stops draining and waits for the dead letters in flight (a wait for the database ends at once). Always resolves. */
   stop(): Promise<void>;
   /** Same as `stop()`. */
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
-
-/** A dead letter from a message on the dead-letter queue: the codec's reading plus the body. */
-function deadLetterOf(message: ConsumeMessage): NewDeadLetter {
-  const { sealed: _sealed, ...decoded } = decodeDeadLetter(message);
-  const deadLetter: NewDeadLetter = { ...decoded, body: message.content };
-  try {
-    deadLetter.payload = JSON.parse(utf8.decode(message.content)) as unknown;
-  } catch {
-    // Not JSON: the raw body is kept in `body` instead.
-  }
-  return deadLetter;
-}
-
 class QueueSink extends EventEmitter<DeadLetterSinkEvents> implements DeadLetterSink {
   readonly queue: string;
+  readonly parkedQueue: string;
+  readonly #options: ReturnType<typeof parseOptions>;
   readonly #store: DeadLetterStore;
   readonly #connection: AmqpConnection;
   readonly #ownsConnection: boolean;
   readonly #logger: Logger;
-  readonly #subscription: AmqpSubscription<Channel>;
+  readonly #subscription: AmqpSubscription<ConfirmChannel>;
   readonly #inFlight = new Set<Promise<void>>();
-  #stored = 0;
-  #failures = 0;
+  readonly #stats: DeadLetterSinkStats = { stored: 0, failures: 0, unsealed: 0, changed: 0, minimal: 0, parked: 0 };
+  #stopping = new AbortController();
+  #seal: EnvelopeSeal | undefined;
+  #hooks: DeliveryHooks;
 
   constructor(options: DeadLetterSinkOptions) {
     super();
-    const o = parseConfig(deadLetterSinkOptionsSchema, options, 'dead-letter sink options');
-    validateIdentifier(o.schema);
+    const o = parseOptions(options);
+    this.#options = o;
     this.queue = o.topology.queue;
+    this.parkedQueue = `${o.topology.queue}.parked`;
     this.#store = createDeadLetterStore({ db: o.db, schema: o.schema });
     this.#logger = o.logger ?? silentLogger;
     ({ connection: this.#connection, owned: this.#ownsConnection } = resolveAmqpConnection(o.amqp, {
       name: 'mailroom-dead-letter-sink',
       logger: this.#logger,
     }));
-    this.#subscription = new AmqpSubscription<Channel>({
+    this.#hooks = this.#makeHooks();
+    this.#subscription = new AmqpSubscription<ConfirmChannel>({
       connection: this.#connection,
       label: 'dead-letter sink',
       logger: this.#logger,
-      open: (connection) => connection.createChannel(),
+      // A confirm channel: parking a message is a confirmed publish before its ack.
+      open: (connection) => connection.createConfirmChannel(),
       setup: async (ch) => {
         await declareDeadLetterTopology(ch, o.topology);
+        await ch.assertQueue(this.parkedQueue, { durable: true });
         await ch.prefetch(o.prefetch);
         await ch.consume(o.topology.queue, (message) => {
           if (message === null) {
@@ -108,7 +101,9 @@ class QueueSink extends EventEmitter<DeadLetterSinkEvents> implements DeadLetter
             ch.close().catch(() => undefined);
             return;
           }
-          const work = this.#handle(ch, message).finally(() => this.#inFlight.delete(work));
+          const work = storeDelivery(this.#hooks, this.#stats, ch, message)
+            .catch((error: unknown) => this.#logger.error('dead-letter sink: unexpected failure; the message comes back when the channel closes', { error: String(error) }))
+            .finally(() => this.#inFlight.delete(work));
           this.#inFlight.add(work);
         });
       },
@@ -116,14 +111,23 @@ class QueueSink extends EventEmitter<DeadLetterSinkEvents> implements DeadLetter
   }
 
   get stats(): DeadLetterSinkStats {
-    return { stored: this.#stored, failures: this.#failures };
+    return { ...this.#stats };
   }
 
   async start(): Promise<void> {
+    if (this.#stopping.signal.aborted) {
+      this.#stopping = new AbortController();
+      this.#hooks = this.#makeHooks();
+    }
+    // Without the seal the sink cannot tell a consumer's dead letter from a forgery: no start.
+    // A missing grant fails start() naming it, instead of a retry per dead letter later.
+    await assertGrants(this.#options.db, this.#options.schema, 'sink');
+    this.#seal ??= await loadEnvelopeSeal(toExecutor(this.#options.db), this.#options.schema);
     await this.#subscription.start();
   }
 
   async stop(): Promise<void> {
+    this.#stopping.abort();
     // A resubscription waiting for a broker that is down must not hold up stop(): bounded.
     await this.#subscription.halt();
     await Promise.allSettled([...this.#inFlight]);
@@ -135,44 +139,35 @@ class QueueSink extends EventEmitter<DeadLetterSinkEvents> implements DeadLetter
     await this.stop();
   }
 
-  async #handle(channel: Channel, message: ConsumeMessage): Promise<void> {
-    const deadLetter = deadLetterOf(message);
-    const info: StoredDeadLetterInfo = { messageId: deadLetter.messageId, source: deadLetter.source, reason: deadLetter.reason };
-    try {
-      await this.#store.record(deadLetter);
-    } catch (error) {
-      if (deadLetter.payload === undefined) return this.#giveBack(channel, message, info, error);
-      // Some JSON is valid for JavaScript but not for jsonb (a \u0000 in a string): keep the
-      // raw body instead of looping on the same message forever.
-      try {
-        await this.#store.record({ ...deadLetter, payload: undefined });
-      } catch (second) {
-        return this.#giveBack(channel, message, info, second);
-      }
-    }
-    this.#stored += 1;
-    this.emit('stored', info);
-    crashPoint('dlq.sink.after-commit-before-ack');
-    try {
-      channel.ack(message);
-    } catch {
-      // The channel is gone: the message comes back and the upsert makes it harmless.
-    }
+  #makeHooks(): DeliveryHooks {
+    const o = this.#options;
+    return {
+      store: this.#store,
+      seal: () => {
+        if (this.#seal === undefined) throw new Error('the dead-letter sink has no seal: start() loads it');
+        return this.#seal;
+      },
+      limits: { maxBodyBytes: o.maxBodyBytes, maxHeaderBytes: o.maxHeaderBytes },
+      parkedQueue: this.parkedQueue,
+      logger: this.#logger,
+      metrics: sinkMetrics(o.metrics),
+      signal: this.#stopping.signal,
+      isCurrent: (channel) => this.#subscription.channel === channel,
+      stored: (info) => this.emit('stored', info),
+      storeFailed: (info) => this.emit('storeFailed', info),
+      parked: (info) => this.emit('parked', info),
+    };
   }
+}
 
-  async #giveBack(channel: Channel, message: ConsumeMessage, info: StoredDeadLetterInfo, error: unknown): Promise<void> {
-    this.#failures += 1;
-    const text = describeError(error);
-    this.#logger.error('dead-letter sink could not store a dead letter; it stays on the queue', { error: text });
-    this.emit('storeFailed', { ...info, error: text });
-    // A pause so a database outage does not turn into a hot redelivery loop.
-    await sleep(1000);
-    try {
-      channel.nack(message, false, true);
-    } catch {
-      // The channel is gone: the broker requeues the message by itself.
-    }
+/** Parses the options; the parked queue's name must fit AMQP's 255 bytes too, or setup would fail on every try. */
+function parseOptions(options: DeadLetterSinkOptions) {
+  const o = parseConfig(deadLetterSinkOptionsSchema, options, 'dead-letter sink options');
+  validateIdentifier(o.schema);
+  if (Buffer.byteLength(`${o.topology.queue}.parked`) > 255) {
+    throw new MailroomError('INVALID_CONFIG', `Invalid dead-letter sink options: "topology.queue" is too long: "<queue>.parked" must fit in 255 bytes.`);
   }
+  return o;
 }
 
 /**

@@ -15,6 +15,11 @@ export const deadLetterStoreOptionsSchema = z.strictObject({
   db: queryableSchema.meta({ description: 'a pg Pool (or Client) or a kysely instance' }),
   /** The schema of mailroom's tables. Default: `mailroom`. */
   schema: z.string().default(DEFAULT_SCHEMA).meta({ description: "schema of mailroom's tables" }),
+  /**
+   * Who replays and discards through this store, as recorded in the audit (`dead_letter_actions`):
+   * a service name, an operator. Each call can say otherwise. Default: `api:<os user>@<host>`.
+   */
+  actor: z.string().min(1).max(500).optional().meta({ description: 'who acts, for the audit of replays and discards' }),
 });
 
 /** Options of `createDeadLetterStore`. */

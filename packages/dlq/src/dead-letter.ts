@@ -1,4 +1,5 @@
 import type { DeadLetterReason } from '@mailroom/core';
+import type { ReplayTarget } from './replay-target.js';
 
 /** A stored dead letter. */
 export interface DeadLetter {
@@ -26,16 +27,24 @@ export interface DeadLetter {
   routingKey: string | null;
   /** The ordering key. */
   key: string | null;
-  /** The message headers as received. */
+  /** The message headers as received (as stored: see `changes`). */
   headers: Record<string, unknown>;
   /** The JSON payload, or null when the body was not JSON (see `body`). */
   payload: unknown;
-  /** The raw body when it was not JSON; null otherwise. */
+  /** The raw body when it was not JSON (or not storable as jsonb, or cut at the sink's limit); null otherwise. */
   body: Buffer | null;
   /** The failure group. */
   fingerprint: string;
   /** When it was last replayed; null if never (or if it failed again since). */
   replayedAt: Date | null;
+  /**
+   * What the dead-letter sink had to change to store it (a NUL replaced, a body cut at the size
+   * limit, headers left out, a minimal row); empty when it is stored as received. A changed dead
+   * letter is not the message that failed: it is never replayed.
+   */
+  changes: string[];
+  /** Where a replay would publish it (exchange and routing key), or why it cannot be replayed. */
+  replayTarget: ReplayTarget;
 }
 
 /** A dead letter to record (see `DeadLetterStore.record`). */
@@ -66,6 +75,11 @@ export interface NewDeadLetter {
   payload?: unknown;
   /** The raw body, stored when `payload` is undefined. Default: none. */
   body?: Uint8Array | null;
+  /**
+   * What was changed to store it (see `DeadLetter.changes`); a non-empty list means it is never
+   * replayed. Default: none.
+   */
+  changes?: readonly string[];
 }
 
 /** One failure group: dead letters with the same fingerprint. */

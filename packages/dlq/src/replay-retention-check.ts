@@ -1,5 +1,5 @@
 import { MailroomError } from '@mailroom/core';
-import { occurredAtOf, type Executor } from '@mailroom/core/internal';
+import { DEFAULT_INBOX_RETENTION_MS, occurredAtOf, type Executor } from '@mailroom/core/internal';
 import type { DeadLetter } from './dead-letter.js';
 
 /**
@@ -28,21 +28,27 @@ function formatDuration(ms: number): string {
 /**
  * Refuses (`REPLAY_REFUSED`) a replay of messages older than the shortest inbox retention window
  * of any registered consumer: a consumer that handled such a message may have forgotten it, and
- * would handle it again. Without registered consumers there is nothing to forget.
+ * would handle it again. When no consumer is registered (consumers in other databases, or not
+ * started yet), the default inbox retention (7 days) is the limit, and the refusal says so:
+ * "no consumer registered" does not mean nobody handled the message.
  */
 export async function assertWithinRetention(tx: Executor, quotedSchema: string, deadLetters: readonly DeadLetter[]): Promise<void> {
   if (deadLetters.length === 0) return;
-  const retention = await shortestRetention(tx, quotedSchema);
-  if (retention === undefined) return;
+  const registered = await shortestRetention(tx, quotedSchema);
+  const retentionMs = registered?.retentionMs ?? DEFAULT_INBOX_RETENTION_MS;
   const now = Date.now();
   const ageOf = (dl: DeadLetter): number => now - occurredAtOfDeadLetter(dl).getTime();
-  const tooOld = deadLetters.filter((dl) => ageOf(dl) > retention.retentionMs);
+  const tooOld = deadLetters.filter((dl) => ageOf(dl) > retentionMs);
   if (tooOld.length === 0) return;
   const oldest = Math.max(...tooOld.map(ageOf));
   const ids = `${tooOld.slice(0, 5).map((dl) => dl.id).join(', ')}${tooOld.length > 5 ? ', …' : ''}`;
+  const window =
+    registered === undefined
+      ? `the inbox retention window: no consumer is registered in inbox_consumers: the default inbox retention (${formatDuration(retentionMs)}) applies; the oldest is ${formatDuration(oldest)} old`
+      : `the inbox retention window of consumer "${registered.consumer}" (${formatDuration(retentionMs)}; the oldest is ${formatDuration(oldest)} old)`;
   throw new MailroomError(
     'REPLAY_REFUSED',
-    `${tooOld.length} dead letter(s) (${ids}) are older than the inbox retention window of consumer "${retention.consumer}" (${formatDuration(retention.retentionMs)}; the oldest is ${formatDuration(oldest)} old). A consumer that already handled such a message may have forgotten it and would handle it again. Replay with --force (force: true) if the handlers are idempotent or the message never reached them.`,
-    { details: { ids: tooOld.map((dl) => dl.id), retentionMs: retention.retentionMs, consumer: retention.consumer } },
+    `${tooOld.length} dead letter(s) (${ids}) are older than ${window}. A consumer that already handled such a message may have forgotten it and would handle it again. Replay with --force (force: true) if the handlers are idempotent or the message never reached them.`,
+    { details: { ids: tooOld.map((dl) => dl.id), retentionMs, consumer: registered?.consumer ?? null } },
   );
 }

@@ -11,10 +11,12 @@ export interface StoreContext {
   quotedSchema: string;
   /** The quoted `dead_letters` table. */
   table: string;
+  /** Who acts, for the audit of replays and discards, unless a call says otherwise. */
+  actor: string;
 }
 
 /** Validates `schema` once and quotes the names every query uses. */
-export function storeContext(db: Queryable, schema: string): StoreContext {
+export function storeContext(db: Queryable, schema: string, actor: string): StoreContext {
   const quotedSchema = quoteIdentifier(schema);
-  return { db, schema, quotedSchema, table: `${quotedSchema}.dead_letters` };
+  return { db, schema, quotedSchema, table: `${quotedSchema}.dead_letters`, actor };
 }

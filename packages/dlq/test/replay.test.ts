@@ -101,7 +101,7 @@ describe('mailroom dlq replay (must show 5)', () => {
     expect((await relay.backlog()).rows).toBe(0);
     const forced = await mailroom('dlq', 'replay', oldId, '--force', '--json');
     expect(JSON.parse(forced.output)).toMatchObject({ count: 1, dryRun: false, skipped: [] });
-    const discarded = await mailroom('dlq', 'discard', oldId);
+    const discarded = await mailroom('dlq', 'discard', oldId, '--yes');
     expect(discarded.output).toContain('discarded 1 dead letter(s)');
     const usage = await mailroom('dlq', 'replay');
     expect(usage.code).toBe(2);

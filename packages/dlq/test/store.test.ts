@@ -1,17 +1,19 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { DEAD_LETTER_REASON, MetricsRegistry, type DeadLetterReason } from '@mailroom/core';
-import { decodeDelivery, deriveMessageId, encodeDeadLetterCopy } from '@mailroom/core/internal';
+import { decodeDelivery, deriveMessageId, encodeDeadLetterCopy, loadEnvelopeSeal, toExecutor, type EnvelopeSeal } from '@mailroom/core/internal';
 import { createDeadLetterSink, createDeadLetterStore, type DeadLetterStore } from '@mailroom/dlq';
 import { createTestBroker, createTestDatabase, testUrls, type TestBroker, type TestDatabase } from '../../../test/helpers.js';
 
 let db: TestDatabase;
 let broker: TestBroker;
 let store: DeadLetterStore;
+let seal: EnvelopeSeal;
 beforeAll(async () => {
   db = await createTestDatabase();
   broker = await createTestBroker();
   store = createDeadLetterStore({ db: db.pool, schema: db.schema });
+  seal = await loadEnvelopeSeal(toExecutor(db.pool), db.schema);
 });
 afterAll(async () => {
   const ch = await broker.connection.createChannel();
@@ -22,11 +24,11 @@ afterAll(async () => {
   await db.close();
 });
 
-/** The copy the consumer of queue `billing` publishes when it gives up on a message (written by core's codec). */
+/** The copy the consumer of queue `billing` publishes when it gives up on a message (written and sealed by core's codec). */
 function deadLetterCopy(body: Buffer, messageId: string | undefined, reason: DeadLetterReason, attempt: number): ReturnType<typeof encodeDeadLetterCopy> {
   const message = { content: body, fields: { exchange: 'events', routingKey: 'order.placed' }, properties: { messageId, type: 'order.placed', headers: {} } };
   const delivery = { ...decodeDelivery(message, 'billing'), attempt };
-  return encodeDeadLetterCopy(message, delivery, { reason, error: 'Error: timeout after 5000 ms', source: 'billing' });
+  return encodeDeadLetterCopy(message, delivery, { reason, error: 'Error: timeout after 5000 ms', source: 'billing' }, seal);
 }
 
 describe('dead-letter sink', () => {
