@@ -1,17 +1,27 @@
 import { createServer, type Server } from 'node:http';
 import { once } from 'node:events';
 
+/** What `/readyz` answers: whether the process can work, and the details (which link is down). */
+export interface Readiness {
+  ready: boolean;
+  /** Rendered as JSON in the body, 200 or 503 alike. */
+  detail: Record<string, unknown>;
+}
+
 /** What the sidecar's HTTP endpoints read. */
 export interface HealthSource {
   /** True while the process is alive and not shutting down. */
   live(): boolean;
-  /** True while it can do its work (database and broker reachable). */
-  ready(): boolean;
+  /** Whether it can do its work (database and broker reachable), and what is down when not. */
+  readiness(): Readiness;
   /** Prometheus text. */
   metrics(): Promise<string>;
 }
 
-/** Serves /healthz, /readyz and /metrics. Resolves once listening; returns the server and its port. */
+/**
+ * Serves /healthz (text), /readyz (JSON: `{"ready": …, …detail}`, 200 or 503) and /metrics.
+ * Resolves once listening; returns the server and its port.
+ */
 export async function startHttpServer(source: HealthSource, host: string, port: number): Promise<{ server: Server; port: number }> {
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
@@ -20,7 +30,10 @@ export async function startHttpServer(source: HealthSource, host: string, port: 
       res.end(body);
     };
     if (path === '/healthz') return reply(source.live() ? 200 : 503, source.live() ? 'ok\n' : 'stopping\n');
-    if (path === '/readyz') return reply(source.ready() ? 200 : 503, source.ready() ? 'ready\n' : 'not ready\n');
+    if (path === '/readyz') {
+      const { ready, detail } = source.readiness();
+      return reply(ready ? 200 : 503, `${JSON.stringify({ ready, ...detail })}\n`, 'application/json; charset=utf-8');
+    }
     if (path === '/metrics') {
       source.metrics().then(
         (text) => reply(200, text, 'text/plain; version=0.0.4; charset=utf-8'),

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { envSpec } from './env.js';
 
-/** What a sidecar command reads besides the options of what it runs: its HTTP server and logging. */
+/** What a sidecar command reads besides the options of what it runs: its HTTP server, logging and launcher. */
 export const sidecarEnvSchema = z.strictObject({
   /** MAILROOM_HTTP_HOST. */
   httpHost: z.string().min(1).default('0.0.0.0').meta({ description: 'address of the /healthz, /readyz and /metrics server' }),
@@ -9,7 +9,12 @@ export const sidecarEnvSchema = z.strictObject({
   httpPort: z.number().int().min(0).max(65_535).default(9464).meta({ description: 'port of that server (0 picks a free one)' }),
   /** MAILROOM_LOG_LEVEL. */
   logLevel: z.enum(['debug', 'info', 'warn', 'error']).default('info').meta({ description: 'debug, info, warn or error' }),
+  /** MAILROOM_EXIT_WITH_PARENT. */
+  exitWithParent: z
+    .boolean()
+    .default(true)
+    .meta({ description: 'stop gracefully when the process that started this one exits (npx, a shell script) (true/false)' }),
 });
 
-/** MAILROOM_HTTP_HOST, MAILROOM_HTTP_PORT and MAILROOM_LOG_LEVEL. */
+/** MAILROOM_HTTP_HOST, MAILROOM_HTTP_PORT, MAILROOM_LOG_LEVEL and MAILROOM_EXIT_WITH_PARENT. */
 export const SIDECAR_ENV = envSpec(sidecarEnvSchema);

@@ -1,15 +1,18 @@
 import { once } from 'node:events';
-import { createConsoleLogger } from '@mailroom/core';
+import { createAmqpConnection, createConsoleLogger } from '@mailroom/core';
 import { createRelay, relayOptionsSchema } from '@mailroom/outbox';
 import type { Command } from '../command.js';
 import { UsageError } from '../command.js';
+import { AMQP_TLS_ENV, amqpConnectionOptions, splitAmqpUrls } from '../connection-env.js';
 import { combineEnv, describeEnv, envSpec, readEnv } from '../env.js';
 import { startHttpServer } from '../http-server.js';
+import { watchParent } from '../parent-watch.js';
 import { SIDECAR_ENV } from '../sidecar-env.js';
 
 // Every relay option but the two objects a process cannot get from its environment: the
-// variables, their defaults and their --help lines all come from the relay's own schema.
-const RELAY_ENV = combineEnv(envSpec(relayOptionsSchema, { omit: ['logger', 'metrics'] }), SIDECAR_ENV);
+// variables, their defaults and their --help lines all come from the relay's own schema; then
+// the sidecar's own (HTTP, logging, launcher) and the broker's TLS and authentication.
+const RELAY_ENV = combineEnv(combineEnv(envSpec(relayOptionsSchema, { omit: ['logger', 'metrics'] }), SIDECAR_ENV), AMQP_TLS_ENV);
 
 /** `mailroom relay`: the outbox relay as a sidecar process, configured by environment. */
 export const relayCommand: Command = {
@@ -19,21 +22,57 @@ export const relayCommand: Command = {
     [
       'Usage: mailroom relay',
       '',
-      'Publishes committed outbox rows to RabbitMQ with publisher confirms. Serves /healthz, /readyz and',
-      '/metrics (Prometheus) over HTTP. On SIGTERM or SIGINT it stops claiming, commits the batch in flight',
-      'and exits 0.',
+      'Publishes committed outbox rows to RabbitMQ with publisher confirms. Serves /healthz, /readyz (JSON: which',
+      'link is down, and why) and /metrics (Prometheus) over HTTP. On SIGTERM or SIGINT it stops claiming, commits',
+      'the batch in flight and exits 0; it does the same when the process that started it exits (npx does not',
+      'forward SIGTERM: run `exec mailroom relay` or `node …/mailroom/dist/main.js relay` in containers).',
+      '',
+      'MAILROOM_AMQP_URL may list several URLs of one cluster, separated by commas.',
       '',
       'Environment:',
       describeEnv(RELAY_ENV),
     ].join('\n'),
   async run({ argv, env, stdout, stopSignal }) {
     if (argv.length > 0) throw new UsageError(`unexpected argument ${argv.join(' ')}: the relay is configured by environment (see --help)`);
-    const { httpHost, httpPort, logLevel, ...options } = readEnv(env, RELAY_ENV);
+    const {
+      httpHost,
+      httpPort,
+      logLevel,
+      exitWithParent,
+      amqpTlsCaFile,
+      amqpTlsCertFile,
+      amqpTlsKeyFile,
+      amqpTlsKeyPassphrase,
+      amqpTlsServername,
+      amqpTlsRejectUnauthorized,
+      amqpAuth,
+      ...options
+    } = readEnv(env, RELAY_ENV);
+    const tlsEnv = { amqpTlsCaFile, amqpTlsCertFile, amqpTlsKeyFile, amqpTlsKeyPassphrase, amqpTlsServername, amqpTlsRejectUnauthorized, amqpAuth };
     const logger = createConsoleLogger({ level: logLevel, name: options.name });
-    const relay = createRelay({ ...options, logger });
+    const urls = typeof options.amqp === 'string' ? splitAmqpUrls(options.amqp) : [];
+    // The sidecar opens the broker connection itself (TLS, EXTERNAL, several URLs) and closes it after the relay stopped.
+    const amqp = createAmqpConnection({ ...amqpConnectionOptions(urls, tlsEnv), name: options.name, logger });
+    const relay = createRelay({ ...options, amqp, logger });
+
+    const stop = new AbortController();
+    const onStop = (): void => stop.abort();
+    stopSignal.addEventListener('abort', onStop, { once: true });
+    if (stopSignal.aborted) stop.abort();
+    const unwatch = exitWithParent
+      ? watchParent((parent) => {
+          logger.warn(`the process that started the relay (pid ${parent}) exited: stopping (MAILROOM_EXIT_WITH_PARENT=false keeps running)`);
+          stop.abort();
+        })
+      : () => undefined;
+
     let stopping = false;
     const http = await startHttpServer(
-      { live: () => !stopping, ready: () => !stopping && relay.ready, metrics: () => relay.metrics.render() },
+      {
+        live: () => !stopping,
+        readiness: () => ({ ready: !stopping && relay.ready, detail: { stopping, links: relay.links } }),
+        metrics: () => relay.metrics.render(),
+      },
       httpHost,
       httpPort,
     );
@@ -42,13 +81,17 @@ export const relayCommand: Command = {
     try {
       await relay.start();
     } catch (error) {
+      unwatch();
       http.server.close();
+      await amqp.close();
       throw error;
     }
-    if (!stopSignal.aborted) await once(stopSignal, 'abort');
+    if (!stop.signal.aborted) await once(stop.signal, 'abort');
     stopping = true;
+    unwatch();
     logger.info('stop requested: finishing the batch in flight');
     await relay.stop();
+    await amqp.close();
     http.server.close();
     const s = relay.stats;
     logger.info(`relay exited cleanly: published ${s.published}, returned ${s.returned}, nacked ${s.nacked}, dead-lettered ${s.deadLettered}`);
