@@ -42,17 +42,17 @@ async function stored(ids: string[]): Promise<number> {
 
 describe('enqueue refuses what can never be published, with a clear error', () => {
   const cases: Array<[string, () => OutgoingMessage, RegExp]> = [
-    ['a routing key over 255 bytes', () => Event.create({ n: 1 }, { routingKey: 'r'.repeat(256) }), /routing key is 256 bytes, over the AMQP limit of 255/],
-    ['a routing key of 200 characters but 400 bytes', () => Event.create({ n: 1 }, { routingKey: 'é'.repeat(200) }), /routing key is 400 bytes/],
+    ['a routing key over 255 bytes', () => ({ ...Event.create({ n: 1 }), routingKey: 'r'.repeat(256) }), /routing key is 256 bytes, over the AMQP limit of 255/],
+    ['a routing key of 200 characters but 400 bytes', () => ({ ...Event.create({ n: 1 }), routingKey: 'é'.repeat(200) }), /routing key is 400 bytes/],
     ['a type over 255 bytes (a plain object)', () => ({ ...Event.create({ n: 1 }), type: 't'.repeat(300) }), /type is 300 bytes/],
     ['an exchange over 255 bytes (a plain object)', () => ({ ...Event.create({ n: 1 }), exchange: 'x'.repeat(256) }), /exchange is 256 bytes/],
-    ['headers over 64 KiB', () => Event.create({ n: 1 }, { headers: { 'x-pad': 'p'.repeat(65_500) } }), /headers encode to \d+ bytes, over the limit of 65536/],
+    ['headers over 64 KiB', () => ({ ...Event.create({ n: 1 }), headers: { 'x-pad': 'p'.repeat(65_500) } }), /headers encode to \d+ bytes, over the limit of 65536/],
     [
       'headers that fit alone but not with the key mailroom adds',
-      () => Event.create({ n: 1 }, { key: 'k'.repeat(200), headers: { 'x-pad': 'p'.repeat(65_400) } }),
+      () => ({ ...Event.create({ n: 1 }), key: 'k'.repeat(200), headers: { 'x-pad': 'p'.repeat(65_400) } }),
       /headers encode to \d+ bytes/,
     ],
-    ['a header name over 255 bytes', () => Event.create({ n: 1 }, { headers: { ['h'.repeat(256)]: 'v' } }), /header name .* is 256 bytes/],
+    ['a header name over 255 bytes', () => ({ ...Event.create({ n: 1 }), headers: { ['h'.repeat(256)]: 'v' } }), /header name .* is 256 bytes/],
     ['a reserved header on a plain object', () => ({ ...Event.create({ n: 1 }), headers: { [`${RESERVED_HEADER_PREFIX}attempts`]: '99' } }), /header "x-mailroom-attempts" is reserved/],
     [
       'a reserved header in another case',
@@ -74,6 +74,11 @@ describe('enqueue refuses what can never be published, with a clear error', () =
       expect(await stored([good.messageId, bad.messageId])).toBe(0);
     });
   }
+
+  it('contract.create refuses the same sizes before anything reaches enqueue', () => {
+    expect(() => Event.create({ n: 1 }, { routingKey: 'r'.repeat(256) })).toThrowError(/routing key is 256 bytes/);
+    expect(() => Event.create({ n: 1 }, { key: 'k'.repeat(200), headers: { 'x-pad': 'p'.repeat(65_400) } })).toThrowError(/headers encode to \d+ bytes/);
+  });
 
   it('accepts a message right at the limits', async () => {
     const edge = Event.create({ n: 1 }, { routingKey: 'r'.repeat(255), headers: { 'x-pad': 'p'.repeat(60_000) } });
