@@ -1,4 +1,5 @@
 import { MailroomError } from './errors.js';
+import { checkOut, guardPool } from './pg-checkout.js';
 
 /** A result as mailroom needs it from any driver. */
 export interface QueryResult<R> {
@@ -124,14 +125,21 @@ export async function inTransaction<T>(db: Queryable, fn: (tx: Executor) => Prom
     return db.transaction().execute((trx) => fn(toExecutor(trx)));
   }
   if (isPgPool(db)) {
-    const client = await db.connect();
+    // The client keeps an 'error' listener while it is out: a backend terminated mid-transaction
+    // must fail this call, not throw an unhandled 'error' event at the process.
+    const unguard = guardPool(db);
     try {
-      const result = await runInTransaction(client, fn);
-      client.release();
-      return result;
-    } catch (error) {
-      client.release(true);
-      throw error;
+      const out = await checkOut(db, () => undefined);
+      try {
+        const result = await runInTransaction(out.client, fn);
+        out.release();
+        return result;
+      } catch (error) {
+        out.release(true);
+        throw error;
+      }
+    } finally {
+      unguard();
     }
   }
   return runInTransaction(db, fn);

@@ -38,3 +38,7 @@ export { PUBLISH_LIMITS, TRACE_CONTEXT_RESERVE_BYTES, publishLimitProblem, check
 export type { PublishShape } from './publish-limits.js';
 export { STORED_CHANGES_HEADER } from './envelope/stored-changes.js';
 export { DEFAULT_INBOX_RETENTION_MS } from './inbox-retention-default.js';
+export { checkOut, guardPool, describeLostConnection } from './pg-checkout.js';
+export type { CheckedOutClient } from './pg-checkout.js';
+export { isTransientDatabaseError, retryTransient, describeTransient } from './transient-error.js';
+export type { RetryTransientOptions } from './transient-error.js';

@@ -11,6 +11,8 @@ import {
   validateIdentifier,
   type EnvelopeSeal,
   assertGrants,
+  describeTransient,
+  retryTransient,
 } from '@mailroom/core/internal';
 import { deadLetterSinkOptionsSchema, type DeadLetterSinkOptions } from './dead-letter-sink-options.js';
 import { createDeadLetterStore, type DeadLetterStore } from './dead-letter-store.js';
@@ -121,8 +123,11 @@ class QueueSink extends EventEmitter<DeadLetterSinkEvents> implements DeadLetter
     }
     // Without the seal the sink cannot tell a consumer's dead letter from a forgery: no start.
     // A missing grant fails start() naming it, instead of a retry per dead letter later.
-    await assertGrants(this.#options.db, this.#options.schema, 'sink');
-    this.#seal ??= await loadEnvelopeSeal(toExecutor(this.#options.db), this.#options.schema);
+    // A link reset or a terminated backend during these start-up queries is waited out (up to 30 s).
+    const transient = { onRetry: (error: unknown, ms: number) => this.#logger.warn(`dead-letter sink start: ${describeTransient(error, ms)}`) };
+    await retryTransient(() => assertGrants(this.#options.db, this.#options.schema, 'sink'), transient);
+    const db = toExecutor(this.#options.db);
+    this.#seal ??= await retryTransient(() => loadEnvelopeSeal(db, this.#options.schema), transient);
     await this.#subscription.start();
   }
 

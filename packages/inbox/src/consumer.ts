@@ -2,7 +2,18 @@ import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ConfirmChannel, ConsumeMessage } from 'amqplib';
 import { MailroomError, describeError, silentLogger, type AmqpConnection, type Logger, type Queryable } from '@mailroom/core';
-import { AmqpSubscription, assertGrants, deliveryKey, quoteIdentifier, resolveAmqpConnection, type EnvelopeSeal } from '@mailroom/core/internal';
+import {
+  AmqpSubscription,
+  assertGrants,
+  deliveryKey,
+  describeTransient,
+  guardPool,
+  isPgPool,
+  quoteIdentifier,
+  resolveAmqpConnection,
+  retryTransient,
+  type EnvelopeSeal,
+} from '@mailroom/core/internal';
 import { loginRefusedError, permanentStartError } from './broker-refusals.js';
 import type { ConsumerContext } from './consumer-context.js';
 import { emptyConsumerStats, type ConsumerEvents, type ConsumerStats } from './consumer-events.js';
@@ -88,6 +99,7 @@ class InboxConsumer<TTx> extends EventEmitter<ConsumerEvents> implements Consume
   #stopped: Promise<void> | undefined;
   #cleanupTimer: NodeJS.Timeout | undefined;
   #seal: EnvelopeSeal | undefined;
+  #unguardPool: (() => void) | undefined;
 
   constructor(options: ResolvedConsumerOptions<TTx>) {
     super();
@@ -166,15 +178,23 @@ class InboxConsumer<TTx> extends EventEmitter<ConsumerEvents> implements Consume
   async start(): Promise<void> {
     if (this.#started) throw new MailroomError('INVALID_CONFIG', `Consumer "${this.name}" is already started; create a new one to start again.`);
     this.#started = true;
-    // A missing grant fails start() naming it, instead of a requeue per delivery later.
-    await assertGrants(this.#o.db, this.#o.schema, 'consumer');
-    await registerConsumer(this.#o.db, this.#o.schema, {
-      consumer: this.name,
-      queue: this.queue,
-      retentionMs: this.#o.retention.windowMs,
-      retryHorizonMs: retryHorizonMs(this.#o.retry),
-    });
-    this.#seal = await loadConsumerSeal(this.#o.db, this.#o.schema, this.name);
+    // A missing grant fails start() naming it, instead of a requeue per delivery later. A link
+    // reset or a terminated backend during these start-up queries is waited out (up to 30 s).
+    const transient = { onRetry: (error: unknown, ms: number) => this.#logger.warn(`consumer ${this.name} start: ${describeTransient(error, ms)}`) };
+    await retryTransient(() => assertGrants(this.#o.db, this.#o.schema, 'consumer'), transient);
+    await retryTransient(
+      () =>
+        registerConsumer(this.#o.db, this.#o.schema, {
+          consumer: this.name,
+          queue: this.queue,
+          retentionMs: this.#o.retention.windowMs,
+          retryHorizonMs: retryHorizonMs(this.#o.retry),
+        }),
+      transient,
+    );
+    this.#seal = await retryTransient(() => loadConsumerSeal(this.#o.db, this.#o.schema, this.name), transient);
+    // Every client a delivery borrows keeps an 'error' listener from the moment pg hands it out.
+    if (isPgPool(this.#o.db)) this.#unguardPool = guardPool(this.#o.db);
     await this.#checkLogin();
     // The sink first: the dead letters of the first deliveries are drained as they come.
     await this.#o.deadLetters.sink?.start();
@@ -263,5 +283,6 @@ class InboxConsumer<TTx> extends EventEmitter<ConsumerEvents> implements Consume
     if (channel && channel !== this.#subscription.channel) await Promise.race([channel.close().catch(() => undefined), sleep(2000, undefined, { ref: false })]);
     await this.#subscription.close();
     if (this.#ownsConnection) await Promise.race([this.#connection.close(), sleep(2000, undefined, { ref: false })]);
+    this.#unguardPool?.();
   }
 }

@@ -1,5 +1,5 @@
 import { MailroomError, describeError, isMailroomError, type KyselyLike, type PgPoolLike, type Queryable } from '@mailroom/core';
-import { crashPoint, isKysely, isPgPool, toExecutor, type Executor } from '@mailroom/core/internal';
+import { checkOut, crashPoint, isKysely, isPgPool, toExecutor, type Executor } from '@mailroom/core/internal';
 import type { HandlerBinding, MessageMetadata } from './handler.js';
 import { HandlerFailure, refusedCharacterState } from './handler-failure.js';
 import { isNonRetryableError } from './non-retryable-error.js';
@@ -129,16 +129,12 @@ async function inKyselyTransaction<TTx>(db: KyselyLike, work: Work<TTx>): Promis
 }
 
 async function inPgTransaction<TTx>(db: PgPoolLike, t: HandlerTransaction<TTx>, work: Work<TTx>): Promise<TransactionOutcome> {
-  const client = await db.connect();
+  // The checkout keeps an 'error' listener on the client until it is released (with the pool
+  // guarded at consumer start, from the moment pg hands it out): a backend terminated between
+  // queries marks it broken instead of throwing an uncaught 'error' at the process.
+  const out = await checkOut(db, () => undefined);
+  const client = out.client;
   let healthy = true;
-  // pg emits 'error' on a checked-out client whose connection dies between queries (a
-  // terminated backend); with no listener that is an uncaught exception. The pending query
-  // fails anyway, so the listener only marks the client for destruction.
-  const events = client as unknown as { on?: (e: 'error', l: (error: unknown) => void) => void; off?: (e: 'error', l: (error: unknown) => void) => void };
-  const onError = (): void => {
-    healthy = false;
-  };
-  events.on?.('error', onError);
   try {
     const executor = toExecutor(client);
     // BEGIN and the inbox insert in one round trip (simple protocol, so values are inlined:
@@ -157,7 +153,7 @@ async function inPgTransaction<TTx>(db: PgPoolLike, t: HandlerTransaction<TTx>, 
       // The handler failed because its connection died (a terminated backend, a reset link):
       // the database, not the message, is the problem. No attempt is used, and with ordering
       // no retry through a delay queue lets later messages of the key overtake this one.
-      if (!healthy && error instanceof HandlerFailure && error.kind === 'transient') throw error.original;
+      if ((!healthy || out.broken) && error instanceof HandlerFailure && error.kind === 'transient') throw error.original;
       throw error;
     }
     // COMMIT of a transaction that an error aborted (one the handler caught and swallowed)
@@ -170,7 +166,6 @@ async function inPgTransaction<TTx>(db: PgPoolLike, t: HandlerTransaction<TTx>, 
     throw error;
   } finally {
     // A client whose connection failed mid-transaction is destroyed, not handed out again.
-    events.off?.('error', onError);
-    client.release(!healthy);
+    out.release(!healthy);
   }
 }

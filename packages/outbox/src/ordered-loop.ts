@@ -1,6 +1,6 @@
 import { LinkFailure } from './link-health.js';
 import { PartitionLease } from './partition-lease.js';
-import type { CheckedOutClient } from './pg-checkout.js';
+import type { CheckedOutClient } from '@mailroom/core/internal';
 import { ConfirmPublisher } from './publisher.js';
 import { runBatch } from './relay-batch.js';
 import { backOffAfterFailure, channelOrStop, type RelayRuntime } from './relay-runtime.js';

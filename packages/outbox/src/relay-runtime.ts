@@ -3,7 +3,7 @@ import type { AmqpConnection, Logger, PgPoolLike } from '@mailroom/core';
 import { backoffDelay } from '@mailroom/core/internal';
 import type { Settlement } from './batch-settlement.js';
 import { LinkFailure, type RelayLink } from './link-health.js';
-import type { CheckedOutClient } from './pg-checkout.js';
+import type { CheckedOutClient } from '@mailroom/core/internal';
 import type { ConfirmPublisher } from './publisher.js';
 import type { ResolvedRelayOptions } from './relay-options.js';
 import type { RelaySql } from './relay-sql.js';
@@ -21,7 +21,7 @@ export interface RelayRuntime {
   readonly pool: PgPoolLike;
   readonly amqp: AmqpConnection;
   readonly wake: WakeUp;
-  /** Borrows a pool client with an `'error'` listener for the whole checkout (see pg-checkout.ts). */
+  /** Borrows a pool client with an `'error'` listener for the whole checkout (core's pg-checkout.ts). */
   checkOut(): Promise<CheckedOutClient>;
   /** A link worked (a batch reached PostgreSQL; a channel was had). */
   linkUp(link: RelayLink): void;

@@ -2,13 +2,12 @@ import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { MailroomError, MetricsRegistry, describeError, redactUrl, silentLogger, type AmqpConnection, type PgPoolLike } from '@mailroom/core';
-import { assertGrants, quoteIdentifier, resolveAmqpConnection } from '@mailroom/core/internal';
+import { assertGrants, checkOut, describeLostConnection, describeTransient, guardPool, quoteIdentifier, resolveAmqpConnection, retryTransient } from '@mailroom/core/internal';
 import { backlogSql, cachedBacklog, readBacklog, type Backlog } from './backlog-probe.js';
 import type { Settlement } from './batch-settlement.js';
 import { LinkFailure, LinkHealth, causeOf, unwrapFailure, type RelayLinks } from './link-health.js';
 import { runOrderedLoop } from './ordered-loop.js';
 import type { PartitionLease } from './partition-lease.js';
-import { checkOut, describeLostConnection, guardPool } from './pg-checkout.js';
 import type { RelayEvents, RelayStats } from './relay-events.js';
 import { createRelayMetrics, type RelayMetrics } from './relay-metrics.js';
 import { resolveRelayOptions, type RelayOptions, type ResolvedRelayOptions } from './relay-options.js';
@@ -170,19 +169,27 @@ class OutboxRelay extends EventEmitter<RelayEvents> implements Relay {
     if (this.#state !== 'new') throw new MailroomError('STOPPED', 'A relay can be started once.');
     const o = this.#o;
     const table = `${quoteIdentifier(o.schema)}.outbox`;
-    let present: unknown;
-    try {
-      present = (await this.#pool.query('SELECT pg_catalog.to_regclass($1::pg_catalog.text) IS NOT NULL AS present', [table])).rows[0];
-    } catch (error) {
-      const where = typeof o.database === 'string' ? ` at ${redactUrl(o.database)}` : '';
-      throw new MailroomError('UNREACHABLE', `The relay cannot reach PostgreSQL${where}: ${describeError(error)}`, { cause: error });
-    }
+    // A link reset or a terminated backend during these checks is waited out (for up to 30 s);
+    // a missing table, a missing grant or a wrong password fails start() at once.
+    const present = await retryTransient(
+      async () => {
+        try {
+          return (await this.#pool.query('SELECT pg_catalog.to_regclass($1::pg_catalog.text) IS NOT NULL AS present', [table])).rows[0];
+        } catch (error) {
+          const where = typeof o.database === 'string' ? ` at ${redactUrl(o.database)}` : '';
+          throw new MailroomError('UNREACHABLE', `The relay cannot reach PostgreSQL${where}: ${describeError(error)}`, { cause: error });
+        }
+      },
+      { onRetry: (error, ms) => this.#runtime.log.warn(`relay start: ${describeTransient(error, ms)}`) },
+    );
     if ((present as { present?: boolean } | undefined)?.present !== true) {
       throw new MailroomError('MIGRATION_FAILED', `Table ${table} does not exist: run \`mailroom migrate\` (or migrate()) first.`);
     }
     // A role without its grants is refused here, once, naming what is missing: at run time a
     // missing DELETE on outbox would roll back every confirmed batch and publish it again.
-    await assertGrants(this.#pool, o.schema, 'relay');
+    await retryTransient(() => assertGrants(this.#pool, o.schema, 'relay'), {
+      onRetry: (error, ms) => this.#runtime.log.warn(`relay start: ${describeTransient(error, ms)}`),
+    });
     this.#links.up('postgres');
     this.#state = 'running';
     this.#unguardPool = guardPool(this.#pool);

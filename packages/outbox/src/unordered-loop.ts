@@ -1,5 +1,5 @@
 import { LinkFailure } from './link-health.js';
-import type { CheckedOutClient } from './pg-checkout.js';
+import type { CheckedOutClient } from '@mailroom/core/internal';
 import { ConfirmPublisher } from './publisher.js';
 import { runBatch } from './relay-batch.js';
 import { backOffAfterFailure, channelOrStop, type RelayRuntime } from './relay-runtime.js';

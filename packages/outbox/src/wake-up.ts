@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import { describeError, type Logger } from '@mailroom/core';
 import { notifyChannel } from './names.js';
-import type { CheckedOutClient } from './pg-checkout.js';
+import type { CheckedOutClient } from '@mailroom/core/internal';
 
 /**
  * When the relay's loops look at the outbox again: at a NOTIFY (sent by `enqueue`, delivered by

@@ -1,4 +1,5 @@
-import { describeError, type PgPoolClientLike, type PgPoolLike } from '@mailroom/core';
+import { describeError } from './errors.js';
+import type { PgPoolClientLike, PgPoolLike } from './executor.js';
 
 /** The part of a pg client's event API the checkout uses (a pg `PoolClient` fits). */
 interface ErrorEmitter {
