@@ -52,7 +52,8 @@ export async function retryTransient<T>(fn: () => Promise<T>, options: RetryTran
       } catch {
         // A log callback that throws changes nothing.
       }
-      await sleep(delay, undefined, { ref: false });
+      // A ref'd timer: while start() waits, nothing else may be keeping the process alive.
+      await sleep(delay);
     }
   }
 }
