@@ -1,5 +1,7 @@
 // A terminated backend or a reset link is waited out or fails one call: it never throws an
 // unhandled 'error' at the process, and start-up queries retry it while permanent errors do not.
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { inTransaction, isTransientDatabaseError, retryTransient } from '@mailroom/core/internal';
@@ -61,6 +63,17 @@ describe('retryTransient', () => {
     expect(permanentCalls).toBe(1);
     expect(isTransientDatabaseError(Object.assign(new Error('password authentication failed'), { code: '28P01' }))).toBe(false);
     expect(isTransientDatabaseError(new Error('wrapped', { cause: reset }))).toBe(true);
+  });
+
+  it('keeps a process with nothing else to do alive while it waits (a start() in a sidecar)', () => {
+    // On an unref'd timer the event loop empties and Node exits 13 ("unsettled top-level await").
+    const internal = pathToFileURL(fileURLToPath(new URL('../dist/internal.js', import.meta.url))).href;
+    const script = `import { retryTransient } from ${JSON.stringify(internal)};
+      let n = 0;
+      await retryTransient(async () => { if (n++ < 2) throw Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }); });
+      console.log('started after', n);`;
+    const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000 });
+    expect({ status: run.status, out: run.stdout.trim() }).toEqual({ status: 0, out: 'started after 3' });
   });
 
   it('gives up after its window', async () => {
