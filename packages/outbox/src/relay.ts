@@ -55,7 +55,7 @@ export function createRelay(options: RelayOptions): Relay {
   return new OutboxRelay(resolveRelayOptions(options));
 }
 
-type State = 'new' | 'running' | 'stopping' | 'stopped';
+type State = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
 
 // The handle: lifecycle, readiness and reporting. The work is in the loops (unordered-loop.ts,
 // ordered-loop.ts), one batch in relay-batch.ts; they reach the handle through `#runtime`.
@@ -167,6 +167,40 @@ class OutboxRelay extends EventEmitter<RelayEvents> implements Relay {
 
   async start(): Promise<void> {
     if (this.#state !== 'new') throw new MailroomError('STOPPED', 'A relay can be started once.');
+    this.#state = 'starting';
+    try {
+      await this.#checkDatabase();
+    } catch (error) {
+      // stop() during start() (a SIGTERM while the database is still being waited for) ends the
+      // pool under the checks: the relay was told to stop, so start() has nothing left to do.
+      if (this.#state !== 'starting') return;
+      throw error;
+    }
+    if (this.#state !== 'starting') return;
+    const o = this.#o;
+    this.#links.up('postgres');
+    this.#state = 'running';
+    this.#unguardPool = guardPool(this.#pool);
+    this.#amqp.on('connected', this.#onConnected);
+    this.#amqp.on('disconnected', this.#onDisconnected);
+    if (this.#amqp.connected) this.#links.up('rabbitmq');
+    await this.#runtime.wake.listen();
+    // Connect in the background: the loops wait for the broker, readiness reports it.
+    this.#amqp.get().catch(() => undefined);
+    // The loops never reject; the catch is the last guard of the host process.
+    const guard = (loop: Promise<void>): Promise<void> => loop.catch((error: unknown) => this.#runtime.log.error(`relay loop ended: ${describeError(error)}`));
+    if (o.ordering) {
+      this.#loops.push(guard(runOrderedLoop(this.#runtime, (lease) => (this.#lease = lease))));
+    } else {
+      for (let i = 0; i < o.concurrency; i++) this.#loops.push(guard(runUnorderedLoop(this.#runtime, i)));
+    }
+    this.#runtime.log.info(
+      `relay started: schema "${o.schema}", ${o.ordering ? `ordering on, ${o.partitions} partitions` : `${o.concurrency} workers`}, batch ${o.batchSize}`,
+    );
+  }
+
+  /** The start-up checks: the outbox table is there and the role has the relay's grants. */
+  async #checkDatabase(): Promise<void> {
     const o = this.#o;
     const table = `${quoteIdentifier(o.schema)}.outbox`;
     // A link reset or a terminated backend during these checks is waited out (for up to 30 s);
@@ -190,25 +224,6 @@ class OutboxRelay extends EventEmitter<RelayEvents> implements Relay {
     await retryTransient(() => assertGrants(this.#pool, o.schema, 'relay'), {
       onRetry: (error, ms) => this.#runtime.log.warn(`relay start: ${describeTransient(error, ms)}`),
     });
-    this.#links.up('postgres');
-    this.#state = 'running';
-    this.#unguardPool = guardPool(this.#pool);
-    this.#amqp.on('connected', this.#onConnected);
-    this.#amqp.on('disconnected', this.#onDisconnected);
-    if (this.#amqp.connected) this.#links.up('rabbitmq');
-    await this.#runtime.wake.listen();
-    // Connect in the background: the loops wait for the broker, readiness reports it.
-    this.#amqp.get().catch(() => undefined);
-    // The loops never reject; the catch is the last guard of the host process.
-    const guard = (loop: Promise<void>): Promise<void> => loop.catch((error: unknown) => this.#runtime.log.error(`relay loop ended: ${describeError(error)}`));
-    if (o.ordering) {
-      this.#loops.push(guard(runOrderedLoop(this.#runtime, (lease) => (this.#lease = lease))));
-    } else {
-      for (let i = 0; i < o.concurrency; i++) this.#loops.push(guard(runUnorderedLoop(this.#runtime, i)));
-    }
-    this.#runtime.log.info(
-      `relay started: schema "${o.schema}", ${o.ordering ? `ordering on, ${o.partitions} partitions` : `${o.concurrency} workers`}, batch ${o.batchSize}`,
-    );
   }
 
   async stop(): Promise<void> {
