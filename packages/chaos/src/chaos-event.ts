@@ -9,8 +9,11 @@ export const chaosPayload = z.object({
   key: z.string(),
   /** The producer worker that committed it. */
   producer: z.number().int(),
-  /** Set only on injected poison: the harness handler throws a `NonRetryableError`. */
-  poison: z.literal('throw').optional(),
+  /**
+   * Set only on injected poison and hostile messages: `throw` makes the harness's handler throw a
+   * `NonRetryableError`, `transient` a plain error on every attempt (so the retries run out).
+   */
+  poison: z.enum(['throw', 'transient']).optional(),
 });
 
 /** The payload a chaos effect receives. */
@@ -31,5 +34,9 @@ export function chaosEvent(exchange: string): MessageContract<typeof CHAOS_EVENT
  */
 export type ChaosEffect = (context: HandlerContext<ChaosPayload> & { schema: string }) => Promise<void>;
 
-/** The consumers' retry policy: short delays, and enough attempts that faults alone never exhaust them. */
-export const CHAOS_RETRY = { maxAttempts: 40, initialDelayMs: 100, multiplier: 2, maxDelayMs: 1000 } as const;
+/**
+ * The consumers' retry policy: short delays, and enough attempts that the injected 2 % of
+ * transient failures never exhaust them (database errors use no attempt), yet few enough that a
+ * hostile message failing on every attempt ends as a dead letter within ~9 s.
+ */
+export const CHAOS_RETRY = { maxAttempts: 12, initialDelayMs: 100, multiplier: 2, maxDelayMs: 1000 } as const;

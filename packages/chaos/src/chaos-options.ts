@@ -3,12 +3,15 @@ import { z } from 'zod';
 import { MailroomError } from '@mailroom/core';
 import { parseConfig } from '@mailroom/core/internal';
 import { DEFAULT_FAULTS, FAULT_KINDS } from './fault-kind.js';
+import { assertLoopbackTargets } from './loopback-target.js';
 
 /** What `setup` and `verify` get: a query function on the run's database (not through the fault proxy) and its schema. */
 export interface ChaosDbContext {
   query: <R extends Record<string, unknown> = Record<string, unknown>>(text: string, params?: unknown[]) => Promise<{ rows: R[] }>;
   /** The run's schema: mailroom's tables, the workload's and yours. */
   schema: string;
+  /** The workload's keys (`k0` … `k<keys - 1>`): every event carries one of them. */
+  keys: readonly string[];
 }
 
 /** What `verify` gets: the run's database and every event whose transaction committed. */
@@ -28,6 +31,13 @@ export const chaosOptionsSchema = z.strictObject({
   databaseUrl: z.string().min(1).meta({ description: 'PostgreSQL URL; the role must be allowed to pg_terminate_backend (required)' }),
   /** RabbitMQ URL. */
   amqpUrl: z.string().min(1).meta({ description: 'RabbitMQ URL (required)' }),
+  /**
+   * Allow PostgreSQL and RabbitMQ on another machine. The harness terminates backends, breaks
+   * links and publishes hostile messages, so a run against anything but 127.0.0.0/8, ::1 or
+   * localhost is refused, before any connection, unless this says the servers are yours to
+   * break. Default: false.
+   */
+  allowRemote: z.boolean().default(false).meta({ description: 'allow servers that are not on this machine (default: loopback only)' }),
   /** Seed of the fault schedule and the workload's choices. Default: random (printed in the report). */
   seed: z.number().int().min(0).max(0xffffffff).optional().meta({ description: 'seed of the fault schedule and the workload (default: random, printed)' }),
   /** How long the workload and the nemesis run, in ms (the heal, drain and quiet period follow). Default: 60000. */
@@ -51,7 +61,11 @@ export const chaosOptionsSchema = z.strictObject({
    * rows commit out of id order (the sequence-gap trap of a relay cursor). Default: 0.1.
    */
   slowCommitRate: rate.default(0.1).meta({ description: 'share held open 50-800 ms before COMMIT (rows commit out of id order)' }),
-  /** Share of handler runs that throw a transient error (retried). Default: 0.02, and 0 with `ordering`. */
+  /**
+   * Share of handler runs that throw a transient error (retried): half of them before your
+   * `effect` runs, half after it and before COMMIT (so an effect written outside the transaction
+   * is applied again by the retry, and `verify` sees it). Default: 0.02, and 0 with `ordering`.
+   */
   handlerFailureRate: rate.optional().meta({ description: 'share of handler runs that throw a transient error (default 0.02, 0 with ordering)' }),
   /** Per-key order: relays and the consumer in ordering mode, and the checker looks for reorders. Default: false. */
   ordering: z.boolean().default(false).meta({ description: 'per-key order: relays and the consumer in ordering mode, reorders checked' }),
@@ -76,7 +90,8 @@ export const chaosOptionsSchema = z.strictObject({
   /**
    * A module your handler lives in: it exports `effect(context)` (a `ChaosEffect`), run in the
    * consumer's transaction before the harness's ledger row. A path or a file URL; `.js`/`.mjs`,
-   * or `.ts` with erasable syntax only (Node strips the types).
+   * or `.ts` with erasable syntax only (Node strips the types). Without `verify`, the run proves
+   * nothing about effects your handler makes outside that transaction: the report says so.
    */
   handlerModule: z.string().min(1).optional().meta({ description: "a module exporting effect(ctx): your handler, run in the consumer's transaction" }),
   /**
@@ -118,6 +133,7 @@ export type ResolvedChaosOptions = z.output<typeof chaosOptionsSchema> & {
 /** Validates the options of a run and fills in the defaults (a random seed when none is given). */
 export function resolveChaosOptions(input: ChaosOptions): ResolvedChaosOptions {
   const o = parseConfig(chaosOptionsSchema, input, 'chaos options');
+  assertLoopbackTargets(o);
   const consumers = o.consumers ?? (o.ordering ? 1 : 2);
   if (o.ordering && consumers > 1) {
     throw new MailroomError('INVALID_CONFIG', 'chaos options: with ordering, run one consumer (several consumer processes do not pin keys).');

@@ -1,80 +1,10 @@
+import { CHAOS_RETRY } from './chaos-event.js';
+import { checkExits } from './check-exits.js';
+import { checkHostile, injectedHostile, lettersOf } from './check-hostile.js';
+import { checkLoops } from './check-loops.js';
+import { ANOMALY_KINDS, noAnomalies, type Anomalies, type CheckOptions, type CheckResult, type Finding } from './check-result.js';
 import type { CommitValue, HistoryOp } from './history.js';
 import type { FinalState } from './final-state.js';
-
-/** Options of {@link check}. */
-export interface CheckOptions {
-  /** Whether events of one key must take effect in commit order. Default: false. */
-  ordering?: boolean;
-  /** Ids listed per anomaly in the report, at most. Default: 50. */
-  maxIds?: number;
-}
-
-/** The safety anomalies, each a list of event ids. Any non-empty list makes the run invalid. */
-export interface Anomalies {
-  /** Committed, acknowledged to the producer, and never applied (nor stuck, nor dead-lettered). */
-  lostAcknowledged: string[];
-  /** Committed with an unknown outcome for the producer (the COMMIT reply was lost), and never applied. */
-  lostUnknown: string[];
-  /** Applied more than once (more than one ledger row). */
-  duplicatedEffect: string[];
-  /** Applied or marked handled although its transaction never committed. */
-  phantom: string[];
-  /** Applied before an event of the same key that committed earlier (ordering on). */
-  reordered: string[];
-  /** Committed and not applied after the drain, but still in the outbox or a queue. */
-  stuck: string[];
-  /** A committed (non-poison) event in the dead-letter store. */
-  unexpectedDeadLetter: string[];
-  /** An injected poison message that took effect or did not end in the dead-letter store. */
-  escapedPoison: string[];
-}
-
-/** Latency quantiles in ms, from the domain commit to the first effect. */
-export interface LatencyQuantiles {
-  count: number;
-  p50: number;
-  p90: number;
-  p99: number;
-  max: number;
-}
-
-/** What the checker concludes. */
-export interface CheckResult {
-  /** True when every anomaly list is empty and the run could be judged. */
-  valid: boolean;
-  /** Why the run could not be judged (empty when it could). */
-  unjudgeable: string[];
-  counts: {
-    transactions: number;
-    committedTransactions: number;
-    rolledBackTransactions: number;
-    unknownOutcomeTransactions: number;
-    committedEvents: number;
-    effects: number;
-    /** Deliveries the inbox found duplicates (allowed: they commit nothing). */
-    duplicateDeliveries: number;
-    injectedDuplicates: number;
-    injectedPoison: number;
-    deadLetters: number;
-    faults: number;
-  } & { [K in keyof Anomalies]: number };
-  /** Injected faults by kind (`ok` or `info` nemesis operations). */
-  faults: Record<string, number>;
-  anomalies: Anomalies;
-  latencyMs: LatencyQuantiles;
-}
-
-/** The anomaly names, in report order. */
-export const ANOMALY_KINDS: ReadonlyArray<keyof Anomalies> = [
-  'lostAcknowledged',
-  'lostUnknown',
-  'duplicatedEffect',
-  'phantom',
-  'reordered',
-  'stuck',
-  'unexpectedDeadLetter',
-  'escapedPoison',
-];
 
 function quantile(sorted: number[], q: number): number {
   if (sorted.length === 0) return 0;
@@ -144,17 +74,12 @@ export function check(history: readonly HistoryOp[], state: FinalState, options:
   const inbox = new Set(state.inbox);
   const deadByMessage = new Map<string, FinalState['deadLetters']>();
   for (const d of state.deadLetters) deadByMessage.set(d.messageId, [...(deadByMessage.get(d.messageId) ?? []), d]);
+  // Hostile messages are judged by their own rules (checkHostile), never as phantoms or stray dead letters.
+  const hostile = injectedHostile(history);
+  const hostileIds = new Set(hostile.flatMap((h) => [h.id, h.messageId]));
+  const hostileLetters = new Set(hostile.flatMap((h) => lettersOf(h, state.deadLetters)));
 
-  const anomalies: Anomalies = {
-    lostAcknowledged: [],
-    lostUnknown: [],
-    duplicatedEffect: [],
-    phantom: [],
-    reordered: [],
-    stuck: [],
-    unexpectedDeadLetter: [],
-    escapedPoison: [],
-  };
+  const anomalies: Anomalies = noAnomalies();
 
   // A commit the producer was told about must be in the domain table.
   for (const id of acknowledged) if (!committed.has(id)) anomalies.lostAcknowledged.push(id);
@@ -162,7 +87,7 @@ export function check(history: readonly HistoryOp[], state: FinalState, options:
     if (failed.has(id)) anomalies.phantom.push(id); // rolled back for the producer, yet committed
     const n = effects.get(id) ?? 0;
     if (n > 1) anomalies.duplicatedEffect.push(id);
-    if (deadByMessage.has(id)) anomalies.unexpectedDeadLetter.push(id);
+    if (deadByMessage.get(id)?.some((d) => !hostileLetters.has(d)) === true) anomalies.unexpectedDeadLetter.push(id);
     if (n === 0 && !deadByMessage.has(id)) {
       if (outbox.has(id) || queued.has(id)) anomalies.stuck.push(id);
       else if (acknowledged.has(id) || !unknown.has(id)) anomalies.lostAcknowledged.push(id);
@@ -172,16 +97,23 @@ export function check(history: readonly HistoryOp[], state: FinalState, options:
   // Effects, inbox rows or queued copies of events that never committed.
   const phantoms = new Set<string>();
   for (const id of new Set([...effects.keys(), ...inbox, ...queued])) {
-    if (!committed.has(id) && !poison.has(id)) phantoms.add(id);
+    if (!committed.has(id) && !poison.has(id) && !hostileIds.has(id)) phantoms.add(id);
   }
   for (const id of phantoms) if (!anomalies.phantom.includes(id)) anomalies.phantom.push(id);
   // Dead letters that belong to nothing the harness published.
-  for (const id of deadByMessage.keys()) {
-    if (!committed.has(id) && !poison.has(id) && !anomalies.unexpectedDeadLetter.includes(id)) anomalies.unexpectedDeadLetter.push(id);
+  for (const [id, letters] of deadByMessage) {
+    const stray = letters.some((d) => !hostileLetters.has(d));
+    if (stray && !committed.has(id) && !poison.has(id) && !anomalies.unexpectedDeadLetter.includes(id)) anomalies.unexpectedDeadLetter.push(id);
   }
   for (const id of poison) {
     if ((effects.get(id) ?? 0) > 0 || !deadByMessage.has(id)) anomalies.escapedPoison.push(id);
   }
+  const findings: Finding[] = [
+    ...checkHostile(history, state, effects),
+    ...checkLoops(history, state, { maxAttempts: options.maxAttempts ?? CHAOS_RETRY.maxAttempts, hotLoopPerSecond: options.hotLoopPerSecond ?? 20 }),
+    ...checkExits(history),
+  ];
+  for (const f of findings) if (!anomalies[f.anomaly].includes(f.id)) anomalies[f.anomaly].push(f.id);
 
   if (options.ordering === true) {
     // Per key: the first effect of each event, in ledger order, must follow commit (seq) order.
@@ -226,12 +158,14 @@ export function check(history: readonly HistoryOp[], state: FinalState, options:
       duplicateDeliveries,
       injectedDuplicates,
       injectedPoison: poison.size,
+      injectedHostile: hostile.length,
       deadLetters: state.deadLetters.length,
       faults: faultTotal,
       ...counts,
     },
     faults,
     anomalies: trimmed,
+    findings: findings.slice(0, maxIds * 3),
     latencyMs: {
       count: latencies.length,
       p50: quantile(latencies, 0.5),

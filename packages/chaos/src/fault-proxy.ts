@@ -32,18 +32,35 @@ export interface FaultProxy {
   close(): Promise<void>;
 }
 
-/** Starts a fault proxy to `host:port`. */
-export async function startFaultProxy(name: string, target: { host: string; port: number }): Promise<FaultProxy> {
+/** The readers of one proxied connection: `up` sees the client's bytes, `down` the server's. */
+export interface ConnectionTap {
+  up: (chunk: Buffer) => void;
+  down: (chunk: Buffer) => void;
+}
+
+/** Watches the bytes of each proxied connection as they are passed on (see `WireTap`). */
+export interface ProxyTap {
+  /** Called once per connection. */
+  connection(): ConnectionTap;
+}
+
+/** Starts a fault proxy to `host:port`; with a `tap`, every byte it passes on is shown to it too. */
+export async function startFaultProxy(name: string, target: { host: string; port: number }, tap?: ProxyTap): Promise<FaultProxy> {
   const faults: LinkFaults = { latencyMs: 0, blackhole: false, bandwidth: 0, refuse: false };
   const pairs = new Set<{ client: Socket; upstream: Socket }>();
 
   // One ordered pipe per direction: chunks wait for latency, blackhole and bandwidth in turn.
-  const pipe = (from: Socket, to: Socket): void => {
+  const pipe = (from: Socket, to: Socket, observe: ((chunk: Buffer) => void) | undefined): void => {
     let chain = Promise.resolve();
     let pending = 0;
+    const pass = (chunk: Buffer): void => {
+      // Seen as it is passed on: bytes a reset throws away never reached the other side.
+      observe?.(chunk);
+      to.write(chunk);
+    };
     from.on('data', (chunk: Buffer) => {
       if (pending === 0 && faults.latencyMs === 0 && !faults.blackhole && faults.bandwidth === 0) {
-        to.write(chunk);
+        pass(chunk);
         return;
       }
       const arrived = Date.now();
@@ -54,7 +71,7 @@ export async function startFaultProxy(name: string, target: { host: string; port
         const wait = arrived + faults.latencyMs - Date.now();
         if (wait > 0) await sleep(wait);
         if (faults.bandwidth > 0) await sleep(Math.ceil((chunk.length / faults.bandwidth) * 1000));
-        if (!to.destroyed) to.write(chunk);
+        if (!to.destroyed) pass(chunk);
         pending -= 1;
         if (pending <= 16 && from.isPaused()) from.resume();
       });
@@ -78,8 +95,9 @@ export async function startFaultProxy(name: string, target: { host: string; port
     };
     client.on('error', drop).on('close', drop);
     upstream.on('error', drop).on('close', drop);
-    pipe(client, upstream);
-    pipe(upstream, client);
+    const watch = tap?.connection();
+    pipe(client, upstream, watch?.up);
+    pipe(upstream, client, watch?.down);
   });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');

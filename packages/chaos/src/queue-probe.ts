@@ -25,10 +25,11 @@ export async function queueCounts(connection: amqp.ChannelModel, queues: readonl
 }
 
 /**
- * The message ids still waiting in `queues`. Messages are fetched without an ack and given back
+ * The message ids still waiting in `queues` (and, with `markerHeader`, that header's values too:
+ * a dead-letter copy may carry a derived id). Messages are fetched without an ack and given back
  * when the reading channel closes, so the queues are as they were.
  */
-export async function queuedMessageIds(connection: amqp.ChannelModel, queues: readonly string[]): Promise<string[]> {
+export async function queuedMessageIds(connection: amqp.ChannelModel, queues: readonly string[], markerHeader?: string): Promise<string[]> {
   const ids: string[] = [];
   for (const queue of queues) {
     const reader = await connection.createChannel();
@@ -38,6 +39,8 @@ export async function queuedMessageIds(connection: amqp.ChannelModel, queues: re
         const m = await reader.get(queue, { noAck: false });
         if (m === false) break;
         ids.push(String(m.properties.messageId));
+        const marker: unknown = markerHeader !== undefined ? m.properties.headers?.[markerHeader] : undefined;
+        if (typeof marker === 'string' || Buffer.isBuffer(marker)) ids.push(marker.toString());
       }
       await reader.close();
     } catch {

@@ -1,4 +1,5 @@
-import { ANOMALY_KINDS, check, type CheckResult } from './checker.js';
+import { check } from './checker.js';
+import { ANOMALY_KINDS, type CheckResult } from './check-result.js';
 import { emptyFinalState, type FinalState } from './final-state.js';
 import type { HistoryOp } from './history.js';
 import type { ProcessSlot } from './supervisor.js';
@@ -18,11 +19,13 @@ export interface ChaosReport {
   phases: Record<string, number>;
   /** Whether the drain finished before its timeout. */
   drained: boolean;
-  /** Process starts and crash points that actually fired, per process. */
-  processes: Array<{ name: string; starts: number; crashPointsFired: number }>;
+  /** Process starts, crash points that actually fired, and exits the harness did not cause, per process. */
+  processes: Array<{ name: string; starts: number; crashPointsFired: number; unexpectedExits?: number }>;
   check: CheckResult;
   /** Problems your `verify` returned (each one makes the run invalid). */
   verify: string[];
+  /** What this run did not prove (no handler of yours, or no `verify` of its effects). */
+  notProved?: string[];
   /** Where the history was written, if it was. */
   historyPath?: string;
   /** Output of the child processes, kept when the run is not valid. */
@@ -43,6 +46,9 @@ export interface RunOutcome {
   /** Why the run cannot be judged, found by the harness itself (a failed phase). */
   unjudgeable: string[];
   verify: string[];
+  notProved: string[];
+  /** The consumers' attempts per message (the checker's poison-loop budget). */
+  maxAttempts: number;
   slots: readonly ProcessSlot[];
   historyPath: string | undefined;
 }
@@ -52,7 +58,7 @@ export interface RunOutcome {
  * found nothing, it could be judged (the drain finished too) and `verify` found no problem.
  */
 export function assembleReport(run: RunOutcome): ChaosReport {
-  const result = check(run.history, run.state ?? emptyFinalState(), { ordering: run.ordering });
+  const result = check(run.history, run.state ?? emptyFinalState(), { ordering: run.ordering, maxAttempts: run.maxAttempts });
   result.unjudgeable.push(...run.unjudgeable);
   if (!run.drained) result.unjudgeable.push('the drain timed out (see stuck)');
   result.valid = result.valid && result.unjudgeable.length === 0 && run.verify.length === 0;
@@ -66,9 +72,10 @@ export function assembleReport(run: RunOutcome): ChaosReport {
     config: run.config,
     phases: run.phases,
     drained: run.drained,
-    processes: run.slots.map((s) => ({ name: s.name, starts: s.starts, crashPointsFired: s.crashes })),
+    processes: run.slots.map((s) => ({ name: s.name, starts: s.starts, crashPointsFired: s.crashes, unexpectedExits: s.unexpectedExits })),
     check: result,
     verify: run.verify,
+    notProved: run.notProved,
   };
   if (run.historyPath !== undefined) report.historyPath = run.historyPath;
   if (!result.valid) report.diagnostics = Object.fromEntries(run.slots.map((s) => [s.name, s.output().slice(-5000)]));
@@ -84,6 +91,9 @@ const LABELS: Record<(typeof ANOMALY_KINDS)[number], string> = {
   stuck: 'stuck',
   unexpectedDeadLetter: 'unexpected dead letter',
   escapedPoison: 'escaped poison',
+  escapedHostile: 'escaped hostile',
+  poisonLoop: 'poison loops',
+  unexpectedExit: 'unexpected exits',
 };
 
 /** A readable summary of a report, a few lines. */
@@ -101,15 +111,27 @@ export function formatSummary(report: ChaosReport): string {
   lines.push(`  faults: ${c.faults} of ${Object.keys(report.check.faults).length} kinds${faults !== '' ? ` (${faults})` : ''}`);
   const fired = report.processes.reduce((a, p) => a + p.crashPointsFired, 0);
   const starts = report.processes.reduce((a, p) => a + p.starts, 0);
-  lines.push(`  processes: ${starts} starts, ${fired} crash points fired; duplicates injected ${c.injectedDuplicates}, poison injected ${c.injectedPoison}`);
+  const exits = report.processes.reduce((a, p) => a + (p.unexpectedExits ?? 0), 0);
+  lines.push(
+    `  processes: ${starts} starts, ${fired} crash points fired, ${exits} unexpected exits; duplicates injected ${c.injectedDuplicates}, poison injected ${c.injectedPoison}, hostile injected ${c.injectedHostile ?? 0}`,
+  );
   lines.push(`  duplicate deliveries (allowed): ${c.duplicateDeliveries}; dead letters: ${c.deadLetters}; drained: ${report.drained ? 'yes' : 'no'}`);
   const l = report.check.latencyMs;
   lines.push(`  commit-to-effect latency ms: p50 ${l.p50}, p90 ${l.p90}, p99 ${l.p99}, max ${l.max} (${l.count} events)`);
   lines.push(`  ${ANOMALY_KINDS.map((k) => `${LABELS[k]} ${c[k]}`).join(', ')}`);
+  const explained = new Set((report.check.findings ?? []).map((f) => f.anomaly));
   for (const k of ANOMALY_KINDS) {
     const ids = report.check.anomalies[k];
-    if (ids.length > 0) lines.push(`  ${LABELS[k]}: ${ids.slice(0, 10).join(', ')}${c[k] > 10 ? ', …' : ''}`);
+    if (ids.length > 0 && !explained.has(k)) lines.push(`  ${LABELS[k]}: ${ids.slice(0, 10).join(', ')}${c[k] > 10 ? ', …' : ''}`);
   }
+  // The anomalies that need their facts: what each hostile message did, the loop counts, the exits' last output.
+  for (const k of ANOMALY_KINDS.filter((a) => explained.has(a))) {
+    const findings = (report.check.findings ?? []).filter((f) => f.anomaly === k);
+    lines.push(`  ${LABELS[k]}:`);
+    for (const f of findings.slice(0, 10)) lines.push(`    ${f.id}: ${f.detail}`);
+    if (findings.length > 10) lines.push(`    … and ${findings.length - 10} more (see the JSON report)`);
+  }
+  for (const n of report.notProved ?? []) lines.push(`  not proved: ${n}`);
   for (const u of report.check.unjudgeable) lines.push(`  cannot judge: ${u}`);
   if (report.verify.length > 0) lines.push(`  verify: ${report.verify.length} problem(s): ${report.verify.slice(0, 10).join('; ')}`);
   return lines.join('\n');

@@ -1,6 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { openAdminLinks } from './admin-links.js';
 import { resolveChaosOptions, type ChaosOptions, type ResolvedChaosOptions } from './chaos-options.js';
+import { CHAOS_RETRY } from './chaos-event.js';
+import { ROUTE } from './check-loops.js';
 import { startFaultProxy, type FaultProxy } from './fault-proxy.js';
 import type { FinalState } from './final-state.js';
 import { drainAndQuiet, heal } from './heal-and-drain.js';
@@ -11,7 +13,8 @@ import { readFinalState } from './read-final-state.js';
 import { assembleReport, type ChaosReport } from './report.js';
 import { createRunResources, nameRunResources, removeRunResources, type RunResources } from './run-resources.js';
 import { createWorkerFleet, type WorkerFleet } from './worker-fleet.js';
-import { startWorkload } from './workload.js';
+import { WireTap } from './wire-tap.js';
+import { startWorkload, workloadKeys } from './workload.js';
 
 function proxyTarget(url: string, defaultPort: number): { host: string; port: number } {
   const u = new URL(url);
@@ -35,16 +38,38 @@ function runConfig(o: ResolvedChaosOptions, r: RunResources): Record<string, unk
     faultIntervalMs: o.faultIntervalMs,
     faultConcurrency: o.faultConcurrency,
     handlerModule: o.handlerModule,
+    allowRemote: o.allowRemote,
     schema: r.schema,
     exchange: r.exchange,
   };
+}
+
+/** What a run did not prove, said plainly in the report. */
+function notProved(o: ResolvedChaosOptions): string[] {
+  if (o.handlerModule === undefined) return ["no handler of yours ran: the run checked mailroom with the harness's own handler (give handlerModule / --handler)"];
+  if (o.verify === undefined) {
+    return [
+      "your handler's effects were not checked: without verify (--checks) the checker sees only the harness's ledger row, written in the " +
+        "consumer's transaction, so an effect your handler makes outside it (its own connection, an HTTP call) could be applied twice unseen",
+    ];
+  }
+  return [];
+}
+
+/** The wire tap's routes: deliveries from the work and dead-letter queues, and the relays' publishes. */
+function tapFor(r: RunResources): WireTap {
+  return new WireTap((kind, exchange) => {
+    if (kind === 'publish') return exchange === r.exchange ? ROUTE.relayPublish : null;
+    return exchange === r.deadLetters ? ROUTE.deadLetters : ROUTE.work;
+  });
 }
 
 /**
  * Runs a chaos test: producers commit domain rows with outbox events while relays and
  * consumers run as child processes and a seeded nemesis injects faults; then everything heals
  * and drains, and the checker compares the history with the final state. Resolves with the
- * report (check `report.valid`); rejects only when the run could not be set up.
+ * report (check `report.valid`); rejects only when the run could not be set up (a target that
+ * is not this machine without `allowRemote` is refused before any connection).
  */
 export async function runChaos(input: ChaosOptions): Promise<ChaosReport> {
   const o = resolveChaosOptions(input);
@@ -65,12 +90,14 @@ export async function runChaos(input: ChaosOptions): Promise<ChaosReport> {
   let state: FinalState | undefined;
   let verify: string[] = [];
   const unjudgeable: string[] = [];
+  const tap = tapFor(r);
+  const keys = workloadKeys(o.keys);
 
   try {
     await createRunResources(links, r, o.keys, o.setup);
     const pgProxy = await startFaultProxy('pg', proxyTarget(o.databaseUrl, 5432));
     proxies.push(pgProxy);
-    const amqpProxy = await startFaultProxy('amqp', proxyTarget(o.amqpUrl, 5672));
+    const amqpProxy = await startFaultProxy('amqp', proxyTarget(o.amqpUrl, 5672), tap);
     proxies.push(amqpProxy);
     const viaPg = pgProxy.url(o.databaseUrl);
     fleet = createWorkerFleet(o, r, { databaseUrl: viaPg, amqpUrl: amqpProxy.url(o.amqpUrl) }, history);
@@ -105,6 +132,10 @@ export async function runChaos(input: ChaosOptions): Promise<ChaosReport> {
       channel: links.channel,
       schema: r.schema,
       exchange: r.exchange,
+      queue: r.queue,
+      deadLetters: r.deadLetters,
+      maxAttempts: CHAOS_RETRY.maxAttempts,
+      amqpUrl: o.amqpUrl,
       applicationPrefix: r.applicationPrefix,
       serviceRestarts: o.serviceRestarts,
     };
@@ -121,7 +152,7 @@ export async function runChaos(input: ChaosOptions): Promise<ChaosReport> {
     await workload;
     phases.workloadMs = Date.now() - t0;
 
-    await heal(proxies, fleet, history);
+    await heal(proxies, fleet, history, () => tap.mark());
     o.log('healed; draining');
     const settled = await drainAndQuiet(links, r, history, o);
     drained = settled.drained;
@@ -130,10 +161,10 @@ export async function runChaos(input: ChaosOptions): Promise<ChaosReport> {
 
     history.add('info', 'harness', 'phase', { phase: 'final-read' });
     await fleet.stop();
-    state = await readFinalState(links, r);
+    state = await readFinalState(links, r, tap.tallies());
     if (o.verify !== undefined) {
       const committed = state.domain.map((d) => ({ eventId: d.eventId, key: d.key, seq: d.seq }));
-      verify = await o.verify({ query: links.query, schema: r.schema, committed }).catch((e: unknown) => [`verify threw: ${e instanceof Error ? e.message : String(e)}`]);
+      verify = await o.verify({ query: links.query, schema: r.schema, keys, committed }).catch((e: unknown) => [`verify threw: ${e instanceof Error ? e.message : String(e)}`]);
     }
   } catch (error) {
     // Once the workload ran, a failure is a finding to report; before, the run never started.
@@ -161,6 +192,11 @@ export async function runChaos(input: ChaosOptions): Promise<ChaosReport> {
     state,
     unjudgeable,
     verify,
+    notProved: [
+      ...notProved(o),
+      ...(tap.unreadable > 0 ? [`the wire tap could not read ${tap.unreadable} AMQP connection(s): deliveries on them were not counted for poison loops`] : []),
+    ],
+    maxAttempts: CHAOS_RETRY.maxAttempts,
     slots: fleet?.slots ?? [],
     historyPath: o.historyPath,
   });

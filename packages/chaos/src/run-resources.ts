@@ -5,7 +5,7 @@ import { retryDelays } from '@mailroom/inbox';
 import type { AdminLinks } from './admin-links.js';
 import { CHAOS_RETRY } from './chaos-event.js';
 import type { ChaosDbContext } from './chaos-options.js';
-import { workloadTablesSql } from './workload.js';
+import { workloadKeys, workloadTablesSql } from './workload.js';
 
 /**
  * The names of everything a run creates, all derived from one random id, so that runs on a
@@ -23,6 +23,11 @@ export interface RunResources {
   delayQueues: string[];
   /** The dead-letter exchange and queue (one name for both). */
   deadLetters: string;
+  /**
+   * Where the dead-letter sink moves a letter the store refuses even in minimal form: the sink's
+   * `parkedQueue`, `<dead-letter queue>.parked` (named by `@mailroom/dlq`).
+   */
+  parkedDeadLetters: string;
   /** The consumer name in the inbox (one for every consumer process). */
   consumerName: string;
   /** `application_name` prefix of every session of the run's processes. */
@@ -39,6 +44,7 @@ export function nameRunResources(runId = randomBytes(3).toString('hex')): RunRes
     queue,
     delayQueues: [...new Set(retryDelays(CHAOS_RETRY))].map((ms) => delayQueueName(queue, ms)),
     deadLetters: `chaos.${runId}.dead`,
+    parkedDeadLetters: `chaos.${runId}.dead.parked`,
     consumerName: `chaos-${runId}`,
     applicationPrefix: `mailroom-chaos-${runId}-`,
   };
@@ -57,7 +63,7 @@ export async function createRunResources(
   await links.pool.query(`CREATE SCHEMA ${quoteIdentifier(r.schema)}`);
   await migrate(links.pool, { schema: r.schema });
   await links.pool.query(workloadTablesSql(r.schema, keys));
-  await setup?.({ query: links.query, schema: r.schema });
+  await setup?.({ query: links.query, schema: r.schema, keys: workloadKeys(keys) });
   const channel = await links.channel();
   await channel.assertExchange(r.exchange, 'topic', { durable: true });
 }
@@ -65,7 +71,7 @@ export async function createRunResources(
 /** Removes the run's queues, exchanges and schema; never rejects. */
 export async function removeRunResources(links: AdminLinks, r: RunResources): Promise<void> {
   const channel = await links.channel().catch(() => undefined);
-  for (const queue of [r.queue, ...r.delayQueues, r.deadLetters]) await channel?.deleteQueue(queue).catch(() => undefined);
+  for (const queue of [r.queue, ...r.delayQueues, r.deadLetters, r.parkedDeadLetters]) await channel?.deleteQueue(queue).catch(() => undefined);
   for (const exchange of [r.exchange, r.deadLetters]) await channel?.deleteExchange(exchange).catch(() => undefined);
   await links.pool.query(`DROP SCHEMA IF EXISTS ${quoteIdentifier(r.schema)} CASCADE`).catch(() => undefined);
 }

@@ -1,6 +1,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { History } from './history.js';
+import { classifyExit, lastLines } from './process-exit.js';
+
+/** What the harness did to the current child: an exit it caused is no failure. */
+interface ChildFacts {
+  killed: boolean;
+  terminated: boolean;
+}
 
 /** How one managed child process is started. */
 export interface ProcessSpec {
@@ -13,11 +20,15 @@ export interface ProcessSpec {
 
 /**
  * One relay or consumer slot: the supervisor keeps a process running in it, restarts it after a
- * crash (as an orchestrator would), and lets the nemesis kill, pause or arm crash points.
+ * crash (as an orchestrator would), and lets the nemesis kill, pause or arm crash points. Every
+ * exit the harness did not cause (its SIGKILL, an armed crash point, its SIGTERM answered by a
+ * clean exit) is recorded as an `unexpected-exit` with the code or signal and the last lines of
+ * output: the run continues, and the checker counts it as a failure.
  */
 export class ProcessSlot {
   readonly spec: ProcessSpec;
   #child: ChildProcess | undefined;
+  #facts: ChildFacts = { killed: false, terminated: false };
   #paused = false;
   #stopping = false;
   #armed: string | undefined;
@@ -31,6 +42,8 @@ export class ProcessSlot {
   starts = 0;
   /** Exits by crash point. */
   crashes = 0;
+  /** Exits the harness did not cause. */
+  unexpectedExits = 0;
 
   constructor(spec: ProcessSpec, history: History, restartDelayMs: number, onLine: (slot: ProcessSlot, event: Record<string, unknown>) => void) {
     this.spec = spec;
@@ -69,7 +82,14 @@ export class ProcessSlot {
     Object.assign(env, this.spec.env);
     if (crashPoints !== undefined) env.MAILROOM_CRASH_POINTS = crashPoints;
     const child = spawn(process.execPath, [this.spec.script], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const facts: ChildFacts = { killed: false, terminated: false };
     this.#child = child;
+    this.#facts = facts;
+    let own = '';
+    const keep = (text: string): void => {
+      own = (own + text).slice(-8000);
+      this.#keep(text);
+    };
     this.#paused = false;
     this.starts += 1;
     let ready = false;
@@ -82,7 +102,7 @@ export class ProcessSlot {
       while ((nl = buffer.indexOf('\n')) >= 0) {
         const line = buffer.slice(0, nl);
         buffer = buffer.slice(nl + 1);
-        this.#keep(`${line}\n`);
+        keep(`${line}\n`);
         let event: Record<string, unknown> | undefined;
         try {
           event = JSON.parse(line) as Record<string, unknown>;
@@ -100,18 +120,31 @@ export class ProcessSlot {
     child.stderr.on('data', (d: Buffer) => {
       const text = d.toString();
       if (text.includes('mailroom: crash point')) sawCrashPoint = true;
-      this.#keep(text);
+      keep(text);
     });
-    child.once('exit', (code, signal) => {
+    // 'close', not 'exit': by then the output is complete (the crash point's line included).
+    child.once('close', (code: number | null, signal: NodeJS.Signals | null) => {
       readyResolve(false);
-      const crashed = sawCrashPoint && signal === 'SIGKILL' && crashPoints !== undefined;
-      if (crashed) this.crashes += 1;
-      this.#history.add('info', this.name, 'exit', { pid: child.pid, code, signal, crashPoint: crashed ? crashPoints : undefined });
+      const cause = classifyExit({
+        code,
+        signal,
+        killedByHarness: facts.killed,
+        terminatedByHarness: facts.terminated,
+        crashPointsArmed: crashPoints !== undefined,
+        sawCrashPoint,
+      });
+      if (cause === 'crash-point') this.crashes += 1;
+      this.#history.add('info', this.name, 'exit', { pid: child.pid, code, signal, cause, crashPoint: cause === 'crash-point' ? crashPoints : undefined });
+      if (cause === 'unexpected') {
+        this.unexpectedExits += 1;
+        this.#history.add('info', this.name, 'unexpected-exit', { pid: child.pid, code, signal, ready, lastLines: lastLines(own, 60) });
+      }
       for (const w of this.#exitWaiters.splice(0)) w();
       if (!this.#stopping && this.#child === child) this.#scheduleRestart();
     });
     this.#history.add('info', this.name, 'start', { pid: child.pid, crashPoints });
-    const timer = sleep(timeoutMs).then(() => false);
+    // Unref'd: a race's losing timer must not keep the harness's process alive.
+    const timer = sleep(timeoutMs, undefined, { ref: false }).then(() => false);
     const ok = await Promise.race([readyPromise, timer]);
     return ok || ready;
   }
@@ -129,9 +162,11 @@ export class ProcessSlot {
     })();
   }
 
-  /** Sends a signal to the running process; false when none runs. */
+  /** Sends a signal to the running process; false when none runs. Its exit by SIGKILL or SIGTERM is then no failure. */
   signal(signal: NodeJS.Signals): boolean {
     if (!this.running || this.#child === undefined) return false;
+    if (signal === 'SIGKILL') this.#facts.killed = true;
+    if (signal === 'SIGTERM') this.#facts.terminated = true;
     if (signal === 'SIGSTOP') this.#paused = true;
     if (signal === 'SIGCONT') this.#paused = false;
     return this.#child.kill(signal);
@@ -157,7 +192,7 @@ export class ProcessSlot {
   /** Waits until the process exits or `ms` pass. */
   async #waitExit(ms: number): Promise<void> {
     if (!this.running) return;
-    await Promise.race([new Promise<void>((resolve) => this.#exitWaiters.push(resolve)), sleep(ms)]);
+    await Promise.race([new Promise<void>((resolve) => this.#exitWaiters.push(resolve)), sleep(ms, undefined, { ref: false })]);
   }
 
   async #terminate(graceMs: number): Promise<void> {

@@ -24,6 +24,16 @@ if (modulePath !== '') {
   if (typeof effect !== 'function') throw new Error(`${modulePath} exports no function "effect"`);
 }
 
+// Handler runs beyond the first of a message in this process are reported: the checker counts
+// them after the heal (a retry in place never shows on the wire). First runs, the rule, are not.
+const runs = new Map<string, number>();
+function noteRun(id: string, attempt: number): void {
+  const n = (runs.get(id) ?? 0) + 1;
+  runs.set(id, n);
+  if (runs.size > 100_000) runs.clear();
+  if (n > 1 || attempt > 1) report('handler-run', { id, attempt, run: n });
+}
+
 const pool = new pg.Pool({ connectionString: need('CHAOS_DATABASE_URL'), max: prefetch + 4, application_name: name });
 pool.on('error', () => undefined);
 const contract = chaosEvent(need('CHAOS_EXCHANGE'));
@@ -47,15 +57,23 @@ const consumer = createConsumer({
   handlers: [
     handler(contract, async (ctx) => {
       const { payload, db, message } = ctx;
+      noteRun(message.messageId, message.attempt);
       if (payload.poison === 'throw') throw new NonRetryableError('chaos: poison message');
-      if (failureRate > 0 && Math.random() < failureRate) throw new Error('chaos: transient handler failure');
+      if (payload.poison === 'transient') throw new Error('chaos: hostile message fails on every attempt');
+      // Half the injected failures come after the user's effect and before COMMIT: an effect
+      // written outside the transaction is then applied again by the retry.
+      const failure = failureRate > 0 && Math.random() < failureRate ? (Math.random() < 0.5 ? 'before' : 'after') : undefined;
+      if (failure === 'before') throw new Error('chaos: transient handler failure');
       if (effect !== undefined) await effect({ ...ctx, schema });
       crashPoint('chaos.handler.mid');
       await db.query(`INSERT INTO ${ledger} (event_id, key, consumer, pid) VALUES ($1, $2, $3, $4)`, [message.messageId, payload.key, name, process.pid]);
+      if (failure === 'after') throw new Error('chaos: transient handler failure after the effect');
     }),
   ],
 });
 consumer.on('duplicate', (m) => report('duplicate', { id: m.messageId }));
+// Same id, another payload: the checker wants it reported, never taken as a plain duplicate.
+consumer.on('conflictingDuplicate', (info) => report('conflicting-duplicate', { id: info.message.messageId }));
 consumer.on('deadLettered', (i) => report('dead-lettered', { id: i.messageId, reason: i.reason, error: i.error }));
 consumer.on('requeued', (i) => report('requeued', { id: i.messageId, error: i.error }));
 consumer.on('retrying', (i) => report('retrying', { id: i.message.messageId, attempt: i.message.attempt, error: i.error, delayMs: i.delayMs }));

@@ -29,19 +29,31 @@ function workerScript(name: string): string {
   return file;
 }
 
+/** Reports kept per message and kind: a loop must not flood the history (the checker needs only a few). */
+const MAX_REPORTS_PER_MESSAGE = 100;
+
 /** What a worker reports on stdout, as history operations of that process. */
 function recordReport(history: History): (slot: ProcessSlot, event: Record<string, unknown>) => void {
+  const seen = new Map<string, number>();
   return (slot, event) => {
-    if (event.event === 'duplicate') history.add('info', slot.name, 'duplicate-delivery', { id: event.id });
-    else if (event.event === 'dead-lettered') history.add('info', slot.name, 'dead-letter', { id: event.id, reason: event.reason, error: event.error });
-    else if (event.event === 'requeued') history.add('info', slot.name, 'requeued', { id: event.id, error: event.error });
-    else if (event.event === 'retrying') history.add('info', slot.name, 'retrying', { id: event.id, attempt: event.attempt, error: event.error, delayMs: event.delayMs });
+    const id = event.id;
+    const tally = `${String(event.event)}\u0000${String(id)}`;
+    const n = (seen.get(tally) ?? 0) + 1;
+    seen.set(tally, n);
+    if (n > MAX_REPORTS_PER_MESSAGE) return;
+    if (event.event === 'duplicate') history.add('info', slot.name, 'duplicate-delivery', { id });
+    else if (event.event === 'conflicting-duplicate') history.add('info', slot.name, 'conflicting-delivery', { id });
+    else if (event.event === 'dead-lettered') history.add('info', slot.name, 'dead-letter', { id, reason: event.reason, error: event.error });
+    else if (event.event === 'requeued') history.add('info', slot.name, 'requeued', { id, error: event.error });
+    else if (event.event === 'retrying') history.add('info', slot.name, 'retrying', { id, attempt: event.attempt, error: event.error, delayMs: event.delayMs });
+    else if (event.event === 'handler-run') history.add('info', slot.name, 'handler-run', { id, attempt: event.attempt, run: event.run });
   };
 }
 
 /**
  * Lays out the run's worker processes: consumers and relays reach PostgreSQL and RabbitMQ
- * through the fault proxies (`urls`), and the supervisor restarts whatever dies.
+ * through the fault proxies (`urls`). The supervisor restarts whatever dies, and records every
+ * exit the harness did not cause as a failure.
  */
 export function createWorkerFleet(
   o: ResolvedChaosOptions,

@@ -22,6 +22,11 @@ export interface WorkloadConfig {
   slowCommitRate: number;
 }
 
+/** The workload's keys: `k0` … `k<n - 1>`. */
+export function workloadKeys(n: number): string[] {
+  return Array.from({ length: Math.floor(n) }, (_, i) => `k${i}`);
+}
+
 /** The workload's tables: keys with their sequence, the domain rows, the effect ledger. */
 export function workloadTablesSql(schema: string, keys: number): string {
   const s = quoteIdentifier(schema);

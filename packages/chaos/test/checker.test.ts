@@ -36,7 +36,10 @@ function baseline(): { history: HistoryOp[]; state: FinalState } {
     ledger,
     queues: [{ queue: 'work', messages: 0 }],
     queuedIds: [],
-    deadLetters: [{ messageId: id(100), source: 'work', reason: DEAD_LETTER_REASON.invalidPayload }],
+    deadLetterQueuedIds: [],
+    deadLetters: [{ messageId: id(100), source: 'work', reason: DEAD_LETTER_REASON.invalidPayload, attempts: 1, exchange: 'chaos.x', routingKey: 'chaos.event', eventId: id(100) }],
+    // Single deliveries are not listed; one event delivered twice (a redelivery after a kill) is allowed.
+    deliveries: [{ route: 'work-queue', messageId: id(1), total: 2, afterMark: 0, peakPerSecond: 2, requeues: 0 }],
   };
   return { history, state };
 }
@@ -56,8 +59,13 @@ describe('checker', () => {
       effects: 3,
       duplicateDeliveries: 1,
       injectedPoison: 1,
+      injectedHostile: 0,
       faults: 1,
+      escapedHostile: 0,
+      poisonLoop: 0,
+      unexpectedExit: 0,
     });
+    expect(result.findings).toEqual([]);
     expect(result.faults).toEqual({ 'kill-relay': 1 });
     expect(result.latencyMs).toMatchObject({ count: 3, p50: 10, max: 15 });
   });
@@ -179,10 +187,12 @@ describe('checker', () => {
       processes: [],
       check: result,
       verify: [],
+      notProved: ['your handler\'s effects were not checked'],
     };
     const summary = formatSummary(report);
     expect(summary).toContain('INVALID (seed 42');
     expect(summary).toContain('duplicated effect 1');
     expect(summary).toContain(id(2));
+    expect(summary).toContain("not proved: your handler's effects were not checked");
   });
 });

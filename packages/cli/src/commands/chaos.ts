@@ -1,7 +1,9 @@
 import { writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { chaosOptionsSchema, DEFAULT_FAULTS, FAULT_KINDS, PROCESS_FAULTS, formatSummary, runChaos, type ChaosOptions, type FaultKind } from '@mailroom/chaos';
+import { isMailroomError } from '@mailroom/core';
+import { assertLoopbackTargets, chaosOptionsSchema, DEFAULT_FAULTS, FAULT_KINDS, HOSTILE_FAULTS, PROCESS_FAULTS, formatSummary, runChaos, type ChaosOptions, type FaultKind } from '@mailroom/chaos';
 import type { Command } from '../command.js';
 import { UsageError } from '../command.js';
 import { describeEnv, envSpec, readEnv } from '../env.js';
@@ -15,13 +17,17 @@ const USAGE = [
   'Producers commit domain rows with outbox events (some roll back) while relays and consumers run as',
   'child processes and a seeded nemesis injects faults. Then everything heals and drains, and a checker',
   'compares the history with the final state: lost, duplicated effect, phantom, reordered, stuck,',
-  'unexpected dead letter, escaped poison. Exit 0 when valid, 1 when not (or when it cannot judge).',
+  'unexpected dead letter, escaped poison or hostile message, poison loops, unexpected process exits.',
+  'Exit 0 when valid, 1 when not (or when it cannot judge), 2 on bad usage.',
   'Each run uses a schema and broker objects of its own and removes them afterwards (unless --keep).',
+  'Only servers on this machine (127.0.0.0/8, ::1, localhost) unless --allow-remote.',
   '',
   '  --seed N                  seed of the fault schedule and the workload (default: random, printed)',
   '  --duration 60s            workload and faults (ms, or s / m); the drain and checks follow',
   '  --faults a,b,c            fault kinds (default: all, i.e. every kind but restart-*); "process" = the',
-  '                            process faults (kill-*, pause-*, crash-*); e.g. all,restart-postgres',
+  '                            process faults (kill-*, pause-*, crash-*); "hostile" = the hostile inputs',
+  `                            (${HOSTILE_FAULTS.join(', ')});`,
+  '                            "none" = no faults; e.g. all,restart-postgres',
   `                            kinds: ${FAULT_KINDS.join(', ')}`,
   '  --interval 1500           mean gap between faults, in ms',
   '  --concurrency 1           fault streams at once (faults overlap: a kill during a blackhole, …)',
@@ -31,6 +37,10 @@ const USAGE = [
   '  --slow-commit-rate 0.1    share held open 50-800 ms before COMMIT (rows commit out of id order)',
   '  --failure-rate 0.02       share of handler runs that throw a transient error (0 with --ordering)',
   '  --handler path.mjs        a module exporting `effect(ctx)`: your handler, run in the consumer transaction',
+  '  --checks path.mjs         a module exporting `setup(ctx)` (create your tables) and `verify(ctx)` (count your',
+  "                            handler's effects: each problem it returns makes the run invalid). Without verify,",
+  "                            effects your handler makes outside the consumer's transaction are not checked",
+  '                            (the summary says so)',
   '  --drain-timeout 60s       after it, events not applied count as stuck',
   '  --json report.json        write the full report (counts, ids, latency quantiles, fault counts)',
   '  --history history.jsonl   write the history (invoke / ok / fail / info per line)',
@@ -38,6 +48,7 @@ const USAGE = [
   '  --allow-restart-postgres CMD, --allow-restart-rabbitmq CMD',
   '                            enable restart-postgres / restart-rabbitmq faults with this shell command;',
   '                            they affect everything on that server: only on a machine of your own',
+  '  --allow-remote            allow PostgreSQL / RabbitMQ on another machine (the harness breaks them: yours only)',
   '  --quiet                   no progress lines, only the summary',
   '',
   'Environment:',
@@ -63,13 +74,41 @@ function faults(value: string | undefined): FaultKind[] | undefined {
   const kinds = new Set<FaultKind>();
   const unknown: string[] = [];
   for (const k of value.split(',').map((s) => s.trim()).filter(Boolean)) {
+    if (k === 'none') continue;
     if (k === 'all') for (const f of DEFAULT_FAULTS) kinds.add(f);
     else if (k === 'process') for (const f of PROCESS_FAULTS) kinds.add(f);
+    else if (k === 'hostile') for (const f of HOSTILE_FAULTS) kinds.add(f);
     else if ((FAULT_KINDS as readonly string[]).includes(k)) kinds.add(k as FaultKind);
     else unknown.push(k);
   }
-  if (unknown.length > 0) throw new UsageError(`unknown fault kind ${unknown.join(', ')} (kinds: all, process, ${FAULT_KINDS.join(', ')})`);
+  if (unknown.length > 0) throw new UsageError(`unknown fault kind ${unknown.join(', ')} (kinds: all, process, hostile, none, ${FAULT_KINDS.join(', ')})`);
   return [...kinds];
+}
+
+/**
+ * The user's `setup` and `verify`, from the module `--checks` names (named exports, or a default
+ * export object with them). Either may be missing, not both; without `verify` the summary says
+ * what the run did not prove.
+ */
+async function loadChecks(path: string): Promise<Pick<ChaosOptions, 'setup' | 'verify'>> {
+  const file = resolve(path);
+  let mod: Record<string, unknown>;
+  try {
+    mod = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
+  } catch (error) {
+    throw new UsageError(`--checks ${path}: cannot load it: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  const fallback = typeof mod.default === 'object' && mod.default !== null ? (mod.default as Record<string, unknown>) : {};
+  const verify = mod.verify ?? fallback.verify;
+  const setup = mod.setup ?? fallback.setup;
+  if (verify === undefined && setup === undefined) throw new UsageError(`--checks ${path} exports neither "setup" nor "verify" (how to count your handler's effects)`);
+  for (const [name, fn] of Object.entries({ setup, verify })) {
+    if (fn !== undefined && typeof fn !== 'function') throw new UsageError(`--checks ${path}: "${name}" must be a function`);
+  }
+  const checks: Pick<ChaosOptions, 'setup' | 'verify'> = {};
+  if (setup !== undefined) checks.setup = setup as ChaosOptions['setup'];
+  if (verify !== undefined) checks.verify = verify as ChaosOptions['verify'];
+  return checks;
 }
 
 /** `mailroom chaos run`: the chaos harness from the command line. */
@@ -101,6 +140,8 @@ export const chaosCommand: Command = {
           'slow-commit-rate': { type: 'string' },
           'failure-rate': { type: 'string' },
           handler: { type: 'string' },
+          checks: { type: 'string' },
+          'allow-remote': { type: 'boolean' },
           'drain-timeout': { type: 'string' },
           json: { type: 'string' },
           history: { type: 'string' },
@@ -137,6 +178,14 @@ export const chaosCommand: Command = {
     set('drainTimeoutMs', duration('drain-timeout', v['drain-timeout']));
     set('historyPath', v.history !== undefined ? resolve(v.history) : undefined);
     set('keep', v.keep);
+    set('allowRemote', v['allow-remote']);
+    // Refused before anything runs, the user's --checks module included (runChaos checks again).
+    try {
+      assertLoopbackTargets({ databaseUrl, amqpUrl, allowRemote: v['allow-remote'] === true });
+    } catch (error) {
+      throw new UsageError(error instanceof Error ? error.message : String(error));
+    }
+    if (v.checks !== undefined) Object.assign(options, await loadChecks(v.checks));
     const restarts: { postgres?: string; rabbitmq?: string } = {};
     if (v['allow-restart-postgres'] !== undefined) restarts.postgres = v['allow-restart-postgres'];
     if (v['allow-restart-rabbitmq'] !== undefined) restarts.rabbitmq = v['allow-restart-rabbitmq'];
@@ -148,7 +197,14 @@ export const chaosCommand: Command = {
       }
     }
     if (v.quiet !== true) options.log = (line) => stderr.write(`${new Date().toISOString().slice(11, 23)} ${line}\n`);
-    const report = await runChaos(options);
+    let report;
+    try {
+      report = await runChaos(options);
+    } catch (error) {
+      // Options the harness refuses (a remote target without --allow-remote, say) are bad usage.
+      if (isMailroomError(error) && error.code === 'INVALID_CONFIG') throw new UsageError(error.message);
+      throw error;
+    }
     if (v.json !== undefined) await writeFile(resolve(v.json), `${JSON.stringify(report, null, 2)}\n`);
     stdout.write(`${formatSummary(report)}\n`);
     return report.valid ? 0 : 1;
