@@ -180,19 +180,15 @@ class InboxConsumer<TTx> extends EventEmitter<ConsumerEvents> implements Consume
     this.#started = true;
     // A missing grant fails start() naming it, instead of a requeue per delivery later. A link
     // reset or a terminated backend during these start-up queries is waited out (up to 30 s).
-    const transient = { onRetry: (error: unknown, ms: number) => this.#logger.warn(`consumer ${this.name} start: ${describeTransient(error, ms)}`) };
-    await retryTransient(() => assertGrants(this.#o.db, this.#o.schema, 'consumer'), transient);
-    await retryTransient(
-      () =>
-        registerConsumer(this.#o.db, this.#o.schema, {
-          consumer: this.name,
-          queue: this.queue,
-          retentionMs: this.#o.retention.windowMs,
-          retryHorizonMs: retryHorizonMs(this.#o.retry),
-        }),
-      transient,
-    );
-    this.#seal = await retryTransient(() => loadConsumerSeal(this.#o.db, this.#o.schema, this.name), transient);
+    try {
+      await this.#checkDatabase();
+    } catch (error) {
+      // stop() during start() (a SIGTERM while the database is still being waited for; the
+      // caller may end its pool then): the consumer was told to stop, start() has nothing to do.
+      if (this.#stopping) return;
+      throw error;
+    }
+    if (this.#stopping) return;
     // Every client a delivery borrows keeps an 'error' listener from the moment pg hands it out.
     if (isPgPool(this.#o.db)) this.#unguardPool = guardPool(this.#o.db);
     await this.#checkLogin();
@@ -213,6 +209,23 @@ class InboxConsumer<TTx> extends EventEmitter<ConsumerEvents> implements Consume
       }, cleanupIntervalMs);
       this.#cleanupTimer.unref();
     }
+  }
+
+  /** The start-up queries: grants, registration and the seal; a reset link is waited out (up to 30 s). */
+  async #checkDatabase(): Promise<void> {
+    const transient = { onRetry: (error: unknown, ms: number) => this.#logger.warn(`consumer ${this.name} start: ${describeTransient(error, ms)}`) };
+    await retryTransient(() => assertGrants(this.#o.db, this.#o.schema, 'consumer'), transient);
+    await retryTransient(
+      () =>
+        registerConsumer(this.#o.db, this.#o.schema, {
+          consumer: this.name,
+          queue: this.queue,
+          retentionMs: this.#o.retention.windowMs,
+          retryHorizonMs: retryHorizonMs(this.#o.retry),
+        }),
+      transient,
+    );
+    this.#seal = await retryTransient(() => loadConsumerSeal(this.#o.db, this.#o.schema, this.name), transient);
   }
 
   // A login the broker refuses (wrong user or password) would be refused on every reconnect: one
