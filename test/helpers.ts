@@ -254,3 +254,20 @@ export async function startTcpProxy(target: string, defaultPort: number): Promis
     },
   };
 }
+
+/** A TCP server that accepts and resets every connection: a link that keeps failing transiently. */
+export async function startResettingServer(): Promise<{ port: number; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const server = createServer((socket) => {
+    sockets.add(socket);
+    socket.resetAndDestroy();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as { port: number }).port,
+    async close() {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}

@@ -2,31 +2,24 @@
 // database link resets, its pool ended on the way out): start() settles without an error instead
 // of failing on the ended pool — a rejected top-level start() exits the process 1 (found by the
 // chaos harness, seed 90211).
-import { createServer, type Server, type Socket } from 'node:net';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createConsumer, handler } from '@mailroom/inbox';
 import { defineMessage } from '@mailroom/core';
 import { z } from 'zod';
-import { testUrls } from '../../../test/helpers.js';
+import { startResettingServer, testUrls } from '../../../test/helpers.js';
 
 describe('consumer stop() during start()', () => {
-  let server: Server;
+  let resetting: Awaited<ReturnType<typeof startResettingServer>>;
   let port: number;
-  const sockets = new Set<Socket>();
 
   beforeAll(async () => {
-    server = createServer((socket) => {
-      sockets.add(socket);
-      socket.resetAndDestroy();
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    port = (server.address() as { port: number }).port;
+    resetting = await startResettingServer();
+    port = resetting.port;
   });
 
   afterAll(async () => {
-    for (const s of sockets) s.destroy();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await resetting.close();
   });
 
   it('lets start() settle quietly when stop() and the end of the pool come first', async () => {

@@ -1,29 +1,21 @@
 // stop() while start() still waits for the database (a SIGTERM to a sidecar whose database link
 // resets): start() must settle without an error instead of failing on the pool stop() ended —
 // a rejected top-level start() exits the process 1 (found by the chaos harness, seed 90212).
-import { createServer, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRelay } from '@mailroom/outbox';
-import { testUrls } from '../../../test/helpers.js';
+import { startResettingServer, testUrls } from '../../../test/helpers.js';
 
 describe('stop() during start()', () => {
-  let server: Server;
+  let resetting: Awaited<ReturnType<typeof startResettingServer>>;
   let port: number;
-  const sockets = new Set<Socket>();
 
   beforeAll(async () => {
-    // Accepts and resets every connection: a database link that keeps failing transiently.
-    server = createServer((socket) => {
-      sockets.add(socket);
-      socket.resetAndDestroy();
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    port = (server.address() as { port: number }).port;
+    resetting = await startResettingServer();
+    port = resetting.port;
   });
 
   afterAll(async () => {
-    for (const s of sockets) s.destroy();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await resetting.close();
   });
 
   it('lets start() settle quietly and stop() resolve', async () => {
