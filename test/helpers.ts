@@ -1,6 +1,10 @@
 // Shared helpers for the integration tests: a fresh schema per test file, a random prefix for
 // every exchange and queue, child processes and a TCP proxy that can cut a link (polling is vi.waitFor).
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createServer as createTlsServer } from 'node:tls';
 import { randomBytes } from 'node:crypto';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { once } from 'node:events';
@@ -268,6 +272,71 @@ export async function startResettingServer(): Promise<{ port: number; close(): P
     async close() {
       for (const s of sockets) s.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/** PEM files of a test CA, a server certificate (localhost) and a client certificate (CN guest). */
+export interface TestPki {
+  dir: string;
+  ca: string;
+  serverCert: string;
+  serverKey: string;
+  clientCert: string;
+  clientKey: string;
+  /** The client key encrypted with `passphrase`. */
+  clientKeyEncrypted: string;
+  passphrase: string;
+}
+
+/**
+ * A mutual-TLS terminator in front of the test broker: it plays the broker's TLS side and demands
+ * a client certificate signed by a CA made here with openssl. `close()` removes everything.
+ */
+export async function startTlsTerminator(): Promise<{ pki: TestPki; port: number; close(): Promise<void> }> {
+  const dir = mkdtempSync(join(tmpdir(), 'mailroom-tls-'));
+  const ssl = (...args: string[]): void => {
+    execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+  };
+  ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '1', '-subj', '/CN=mailroom test CA');
+  writeFileSync(join(dir, 'san.ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
+  for (const [name, cn] of [
+    ['server', 'localhost'],
+    ['client', 'guest'],
+  ] as const) {
+    ssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${cn}`);
+    ssl('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`, '-days', '1', '-extfile', 'san.ext');
+  }
+  const passphrase = 's3cret-Passphrase';
+  ssl('pkey', '-in', 'client.key', '-out', 'client-encrypted.key', '-aes256', '-passout', `pass:${passphrase}`);
+  const read = (f: string): string => readFileSync(join(dir, f), 'utf8');
+  const pki: TestPki = {
+    dir,
+    ca: read('ca.crt'),
+    serverCert: read('server.crt'),
+    serverKey: read('server.key'),
+    clientCert: read('client.crt'),
+    clientKey: read('client.key'),
+    clientKeyEncrypted: read('client-encrypted.key'),
+    passphrase,
+  };
+  const broker = new URL(testUrls().amqpUrl);
+  const sockets = new Set<Socket>();
+  const server = createTlsServer({ cert: pki.serverCert, key: pki.serverKey, ca: pki.ca, requestCert: true, rejectUnauthorized: true }, (tlsSocket) => {
+    const upstream = connect(Number(broker.port || 5672), broker.hostname);
+    sockets.add(tlsSocket).add(upstream);
+    tlsSocket.pipe(upstream).pipe(tlsSocket);
+    tlsSocket.on('error', () => upstream.destroy());
+    upstream.on('error', () => tlsSocket.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    pki,
+    port: (server.address() as { port: number }).port,
+    async close() {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      rmSync(dir, { recursive: true, force: true });
     },
   };
 }

@@ -2,71 +2,36 @@
 // client certificate and key; MAILROOM_AMQP_AUTH=external asks for SASL EXTERNAL. The broker here
 // listens without TLS, so a TLS terminator in front of it plays the broker's TLS side and demands
 // a client certificate signed by the test CA.
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createServer, type Server } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import { defineMessage } from '@mailroom/core';
 import { enqueue } from '@mailroom/outbox';
-import { createTestBroker, createTestDatabase, spawnNode, testUrls, type Child, type TestBroker, type TestDatabase } from '../../../test/helpers.js';
+import { createTestBroker, createTestDatabase, spawnNode, startTlsTerminator, testUrls, type Child, type TestBroker, type TestDatabase } from '../../../test/helpers.js';
 
 const CLI = fileURLToPath(new URL('../dist/main.js', import.meta.url));
 
+let tls: Awaited<ReturnType<typeof startTlsTerminator>>;
 let dir: string;
-let server: Server;
 let port: number;
 let db: TestDatabase;
 let broker: TestBroker;
-const sockets = new Set<Socket>();
 const children: Child[] = [];
 
-function makePki(): void {
-  const ssl = (...args: string[]): void => {
-    execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-  };
-  ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '1', '-subj', '/CN=mailroom test CA');
-  writeFileSync(join(dir, 'san.ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
-  for (const [name, cn] of [
-    ['server', 'localhost'],
-    ['client', 'guest'],
-  ] as const) {
-    ssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${cn}`);
-    ssl('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`, '-days', '1', '-extfile', 'san.ext');
-  }
-  // The client key again, encrypted, for MAILROOM_AMQP_TLS_KEY_PASSPHRASE.
-  ssl('pkey', '-in', 'client.key', '-out', 'client-encrypted.key', '-aes256', '-passout', 'pass:s3cret-Passphrase');
-}
-
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'mailroom-sidecar-tls-'));
-  makePki();
-  const read = (f: string): string => readFileSync(join(dir, f), 'utf8');
-  const upstreamUrl = new URL(testUrls().amqpUrl);
-  server = createServer({ cert: read('server.crt'), key: read('server.key'), ca: read('ca.crt'), requestCert: true, rejectUnauthorized: true }, (tlsSocket) => {
-    const upstream = connect(Number(upstreamUrl.port || 5672), upstreamUrl.hostname);
-    sockets.add(tlsSocket).add(upstream);
-    tlsSocket.pipe(upstream).pipe(tlsSocket);
-    tlsSocket.on('error', () => upstream.destroy());
-    upstream.on('error', () => tlsSocket.destroy());
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  port = (server.address() as { port: number }).port;
+  tls = await startTlsTerminator();
+  dir = tls.pki.dir;
+  port = tls.port;
   db = await createTestDatabase();
   broker = await createTestBroker();
 });
 
 afterAll(async () => {
   for (const child of children) child.kill('SIGKILL');
-  for (const s of sockets) s.destroy();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
+  await tls?.close();
   await broker?.close();
   await db?.close();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 function startRelay(env: Record<string, string>): Child {
