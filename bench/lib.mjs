@@ -1,6 +1,8 @@
 // Shared helpers of the benchmarks: connections, a fresh schema, statistics, output.
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { migrate } from '@mailroom/core';
 
@@ -50,4 +52,75 @@ export function report(name, rows, summary) {
   const dir = new URL('./results/', import.meta.url);
   mkdirSync(dir, { recursive: true });
   writeFileSync(new URL(`${name}.json`, dir), `${json}\n`);
+}
+
+/** Whole-machine CPU counters from /proc/stat: busy and total jiffies of all cores. */
+function cpuTimes() {
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const [user, nice, system, idle, iowait, irq, softirq, steal] = fields;
+  return { busy: user + nice + system + irq + softirq + steal, total: user + nice + system + idle + iowait + irq + softirq + steal };
+}
+
+/**
+ * Measures how busy the whole machine is (every process: the benchmark, PostgreSQL, RabbitMQ,
+ * relays) between start and the returned stop(): a fraction of all cores, 0..1.
+ */
+export function machineBusy() {
+  const start = cpuTimes();
+  return () => {
+    const end = cpuTimes();
+    return (end.busy - start.busy) / Math.max(1, end.total - start.total);
+  };
+}
+
+/** The 1-minute load average, printed with every result (the machine is shared). */
+export const loadAverage = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+
+const TICKS_PER_SECOND = 100;
+
+/** CPU seconds (user + system) a live process has used, from /proc/<pid>/stat. */
+export function processCpuSeconds(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+}
+
+/** Peak and current resident memory of a live process in MB, from /proc/<pid>/status. */
+export function processMemoryMb(pid) {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (name) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
+  return { peak: kb('VmHWM') / 1024, current: kb('VmRSS') / 1024 };
+}
+
+/**
+ * Starts `node file` with `env` as a process of its own and resolves once it prints a line on
+ * stdout (its "ready"); stop() sends SIGTERM and resolves at its exit.
+ */
+export async function startProcess(file, args, env) {
+  const child = spawn(process.execPath, [file, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise((resolve, reject) => {
+    child.stdout.once('data', resolve);
+    child.once('exit', (code) => reject(new Error(`${file} exited with ${code} before it was ready`)));
+  });
+  child.stdout.resume();
+  return {
+    pid: child.pid,
+    child,
+    stop: () =>
+      new Promise((resolve) => {
+        if (child.exitCode !== null) return resolve(child.exitCode);
+        child.once('exit', resolve);
+        child.kill('SIGTERM');
+      }),
+  };
+}
+
+/** The naive polling relay (bench/naive-relay.mjs) on `schema`, as a process of its own. */
+export function startNaiveRelay(schema, env = {}) {
+  return startProcess(fileURLToPath(new URL('./naive-relay.mjs', import.meta.url)), [], {
+    NAIVE_DATABASE_URL: databaseUrl,
+    NAIVE_AMQP_URL: amqpUrl,
+    NAIVE_SCHEMA: schema,
+    ...env,
+  });
 }
