@@ -4,6 +4,7 @@ import type { EnvelopeSeal } from '@mailroom/core/internal';
 import type { ConsumerEvents, ConsumerStats } from './consumer-events.js';
 import type { ConsumerMetrics } from './consumer-metrics.js';
 import type { ResolvedConsumerOptions } from './consumer-options.js';
+import type { HandlerTransaction, TransactionOutcome } from './handler-transaction.js';
 
 /**
  * What the per-delivery work (validation, handler transaction, failure routing) shares with the
@@ -26,6 +27,12 @@ export interface ConsumerContext<TTx> {
   notify<K extends keyof ConsumerEvents>(event: K, ...args: ConsumerEvents[K]): void;
   /** The abort controllers of the handlers in flight (stop() aborts them when its wait runs out). */
   readonly aborts: Set<AbortController>;
+  /**
+   * Runs one delivery's handler transaction and resolves once it committed: with group commit
+   * (`maxBatchSize` > 1) in a transaction shared with the deliveries that arrived meanwhile,
+   * each in a savepoint; otherwise alone (`runHandlerTransaction`).
+   */
+  commit(t: HandlerTransaction<TTx>): Promise<TransactionOutcome>;
   /** True once stop() began. */
   stopping(): boolean;
   /** True when `channel` closed: its unacked deliveries come back from the broker, in queue order. */

@@ -21,6 +21,8 @@ export interface ConsumerMetrics {
   deadLettered: Counter;
   /** `mailroom_inbox_requeued_total{consumer}`: deliveries given back after an infrastructure error. */
   requeued: Counter;
+  /** `mailroom_inbox_broken_batches_total{consumer}`: group-commit batches whose shared transaction broke (their deliveries ran again one by one, or were requeued). */
+  brokenBatches: Counter;
   /** `mailroom_inbox_handler_seconds{consumer}`: delivery to commit of handled messages. */
   handlerSeconds: Histogram;
 }
@@ -46,6 +48,11 @@ export function consumerMetrics(registry: MetricsRegistry = new MetricsRegistry(
     retries: registry.counter('mailroom_inbox_retries_total', 'Deliveries sent to a delay queue for another attempt.', ['consumer']),
     deadLettered: registry.counter('mailroom_inbox_dead_lettered_total', 'Deliveries sent to the dead letters, by reason.', ['consumer', 'reason']),
     requeued: registry.counter('mailroom_inbox_requeued_total', 'Deliveries given back to the queue after a database or broker error.', ['consumer']),
+    brokenBatches: registry.counter(
+      'mailroom_inbox_broken_batches_total',
+      'Group-commit batches whose shared transaction broke (a handler ended it, COMMIT was refused, the connection died); their deliveries ran again one by one or were requeued.',
+      ['consumer'],
+    ),
     handlerSeconds: registry.histogram('mailroom_inbox_handler_seconds', 'Time from delivery to commit of handled messages.', LATENCY_BUCKETS, ['consumer']),
   };
   byRegistry.set(registry, metrics);

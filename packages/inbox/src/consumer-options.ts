@@ -102,6 +102,20 @@ export const consumerOptionsSchema = z.strictObject({
     .meta({ description: 'what the work queue is bound to', defaultText: "each handler's contract exchange and routing key" }),
   /** Deliveries handled at once (AMQP prefetch); size the pg pool to match. Default: 20. */
   prefetch: z.number().int().min(1).max(65535).default(20).meta({ description: 'deliveries handled at once (AMQP prefetch)' }),
+  /**
+   * Group commit: at most this many deliveries share one transaction, each in a savepoint of its
+   * own (a handler that fails undoes only itself). Deliveries join the next transaction while
+   * the previous ones are busy; a lone delivery never waits for company. 1 turns group commit
+   * off (one transaction per delivery). At most 64: PostgreSQL keeps up to 64 subtransactions
+   * of a transaction in shared memory, more slow down every snapshot on the server. Default: 32.
+   */
+  maxBatchSize: z
+    .number()
+    .int()
+    .min(1)
+    .max(64)
+    .default(32)
+    .meta({ description: 'deliveries that may share one transaction (group commit), each in its own savepoint; 1 = off' }),
   /** Retries of transient failures. Default: 5 attempts, 1 s doubling up to 5 min. */
   retry: retryPolicySchema.prefault({}).meta({ description: 'retries of transient failures' }),
   /** Handle messages of one key (the event's ordering key) one at a time, in delivery order. Default: false. */

@@ -24,13 +24,16 @@ import { loadConsumerSeal } from './consumer-seal.js';
 import { declareConsumerTopology, delayQueuesOf } from './consumer-topology.js';
 import { processDelivery } from './delivery-processor.js';
 import { cleanupInbox } from './inbox-retention.js';
+import { createGroupCommitter } from './group-commit.js';
+import { runHandlerTransaction } from './handler-transaction.js';
 import { createKeySerializer } from './key-serializer.js';
 import { retryHorizonMs } from './retry-policy.js';
 
 /**
  * An idempotent consumer. Each delivery runs in one database transaction that holds the inbox
  * row (consumer, message id), the payload validation and the handler; the delivery is acked only
- * after the commit. A duplicate commits nothing and is acked. Transient failures come back
+ * after the commit. Deliveries that arrive while the consumer's transactions are busy share the
+ * next one (group commit, `maxBatchSize`), each in a savepoint of its own. A duplicate commits nothing and is acked. Transient failures come back
  * through delay queues; what cannot be handled goes to the dead letters.
  */
 export interface Consumer extends EventEmitter<ConsumerEvents> {
@@ -111,14 +114,32 @@ class InboxConsumer<TTx> extends EventEmitter<ConsumerEvents> implements Consume
       if (this.#seal === undefined) throw new MailroomError('NOT_CONNECTED', `Consumer "${this.name}" has not loaded its envelope seal: call start().`);
       return this.#seal;
     };
+    const inboxTable = `${quoteIdentifier(options.schema)}.inbox`;
+    const metrics = consumerMetrics(options.metrics);
+    const group =
+      options.maxBatchSize > 1
+        ? createGroupCommitter<TTx>({
+            db: options.db,
+            maxBatchSize: options.maxBatchSize,
+            inboxTable,
+            consumer: options.name,
+            onBroken: (error, size) => {
+              metrics.brokenBatches.inc({ consumer: this.name });
+              this.#logger.warn(`consumer ${this.name}: the shared transaction of ${size} deliveries broke; they run again one by one (or go back to the queue if the database failed)`, {
+                error: describeError(error),
+              });
+            },
+          })
+        : undefined;
     this.#ctx = {
       options,
+      commit: group ? (t) => group.submit(t) : (t) => runHandlerTransaction(t),
       get seal() {
         return seal();
       },
-      inboxTable: `${quoteIdentifier(options.schema)}.inbox`,
+      inboxTable,
       stats: this.#stats,
-      metrics: consumerMetrics(options.metrics),
+      metrics,
       logger: this.#logger,
       notify: (event, ...args) => this.#notify(event, ...args),
       aborts: this.#aborts,

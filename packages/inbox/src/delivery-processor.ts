@@ -7,7 +7,7 @@ import { UnroutableError } from './copy-publisher.js';
 import { validateDelivery, type AcceptedDelivery } from './delivery-validation.js';
 import { REQUEUE_PAUSE_MS, ack, deadLetter, requeueAfterPause, routeFailure, type Routed } from './failure-routing.js';
 import type { MessageMetadata } from './handler.js';
-import { runHandlerTransaction, type TransactionOutcome } from './handler-transaction.js';
+import type { TransactionOutcome } from './handler-transaction.js';
 import { payloadHash } from './payload-hash.js';
 
 /**
@@ -139,7 +139,7 @@ async function transaction<TTx>(ctx: ConsumerContext<TTx>, checked: AcceptedDeli
   const controller = new AbortController();
   ctx.aborts.add(controller);
   try {
-    return await runHandlerTransaction({
+    return await ctx.commit({
       db: ctx.options.db,
       inboxTable: ctx.inboxTable,
       consumer: ctx.options.name,

@@ -32,17 +32,25 @@ export interface HandlerTransaction<TTx> {
 
 type Work<TTx> = (tx: TTx, db: Executor, alreadyInserted?: boolean) => Promise<TransactionOutcome>;
 
-const ABORTED_TRANSACTION = new Error(
+/** What a delivery whose handler left its transaction aborted (a failed statement it caught) fails with. */
+export const ABORTED_TRANSACTION = new Error(
   'The handler transaction was aborted by an earlier error (caught inside the handler?), so nothing was committed.',
 );
 
-function sqlLiteral(value: string): string {
+/**
+ * A SQL string literal (quotes doubled), for the few values inlined into simple-protocol
+ * statements: a consumer name (letters, digits and . _ : - only, checked by the options) and
+ * checked UUIDs. Never pass free text: with `standard_conforming_strings` off a backslash escapes.
+ */
+export function sqlLiteral(value: string): string {
   return `'${value.replace(/'/g, "''")}'`;
 }
 
-// A bytea literal from hex digits (checked: only [0-9a-f] reaches the SQL text); the E'' form
-// reads the same whatever standard_conforming_strings is.
-function byteaLiteral(hex: string): string {
+/**
+ * A bytea literal from hex digits (checked: only [0-9a-f] reaches the SQL text); the E'' form
+ * reads the same whatever standard_conforming_strings is.
+ */
+export function byteaLiteral(hex: string): string {
   if (!/^[0-9a-f]*$/.test(hex)) throw new MailroomError('INVALID_MESSAGE', 'A payload hash must be hex digits.');
   return `E'\\\\x${hex}'`;
 }
@@ -61,7 +69,7 @@ async function storedHash(db: Executor, t: HandlerTransaction<unknown>): Promise
 }
 
 /** How a handler's error routes the delivery. */
-function handlerFailure(error: unknown, signal: AbortSignal): HandlerFailure {
+export function handlerFailure(error: unknown, signal: AbortSignal): HandlerFailure {
   // A handler that gave up because stop() aborted it did not fail: no attempt is used.
   if (signal.aborted) return new HandlerFailure(error, 'aborted');
   if (isNonRetryableError(error)) return new HandlerFailure(error, 'nonRetryable');

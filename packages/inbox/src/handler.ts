@@ -34,6 +34,8 @@ export interface HandlerContext<P, TTx = Queryable> {
   /**
    * The open transaction: a pg client after BEGIN, or a kysely Transaction. Pass it to
    * `enqueue` for follow-up events, or to your own queries; all of it commits with the inbox row.
+   * With group commit the transaction is shared with other deliveries, your work in a savepoint
+   * of its own: never COMMIT or ROLLBACK it yourself.
    */
   tx: TTx;
   /** The same transaction behind mailroom's `query(text, params)` seam. */

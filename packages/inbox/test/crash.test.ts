@@ -32,8 +32,9 @@ async function waitForReady(child: ReturnType<typeof spawnConsumer>): Promise<vo
   await vi.waitFor(() => expect(child.output(), 'the child consumer to start').toContain('ready'), { ...WAIT, timeout: 20_000 });
 }
 
-function spawnConsumer(name: string, crashPoint: string) {
+function spawnConsumer(name: string, crashPoint: string, extra: Record<string, string> = {}) {
   return spawnNode(fixture, [], {
+    ...extra,
     MAILROOM_CRASH_POINTS: crashPoint,
     FIXTURE_DATABASE_URL: testUrls().databaseUrl,
     FIXTURE_AMQP_URL: testUrls().amqpUrl,
@@ -71,6 +72,45 @@ describe('consumer killed with SIGKILL (must show 2)', () => {
     expect(rows.rows[0]).toEqual({ total: '300', distinct: '300' });
     // At least the message committed at the crash point came back, and was found a duplicate.
     expect(survivor.stats.duplicates).toBeGreaterThanOrEqual(1);
+    await survivor.stop();
+  });
+
+  it('killed mid-batch (group commit), after several handlers and before the COMMIT: nothing of the batch was kept, every message is redelivered and applied exactly once', async () => {
+    const name = env.broker.name('crash-batch');
+    const declarer = consumerFor(env, recordEffect(env.db.schema), { name });
+    await declarer.start();
+    await declarer.stop();
+    const ids = await Promise.all(Array.from({ length: 10 }, (_, i) => publish(env, { orderId: `batch-${i}`, total: i })));
+    // One pg connection: the deliveries gather while it is busy, so the third handler runs in a batch after at least one other.
+    const child = spawnConsumer(name, 'inbox.before-commit#3', { FIXTURE_POOL_MAX: '1' });
+    let output: string;
+    try {
+      const exit = await Promise.race([child.exited, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no crash: ${child.output()}`)), 20_000))]);
+      expect(exit.signal).toBe('SIGKILL');
+      output = child.output();
+    } finally {
+      child.kill();
+    }
+    const handled = ids.filter((id) => output.includes(`handled ${id}`));
+    expect(handled).toHaveLength(3);
+    const committed = await env.db.pool.query<{ id: string }>(`SELECT message_id::text AS id FROM "${env.db.schema}".effects WHERE message_id = ANY($1::uuid[])`, [ids]);
+    const kept = new Set(committed.rows.map((r) => r.id));
+    // Handled, in the batch that was being committed, and not kept: at least two of them.
+    expect(handled.filter((id) => !kept.has(id)).length).toBeGreaterThanOrEqual(2);
+    const survivor = consumerFor(env, recordEffect(env.db.schema), { name });
+    await survivor.start();
+    await vi.waitFor(async () => {
+      expect(await effects(env)).toBeGreaterThanOrEqual(10);
+      expect(survivor.stats.handled).toBeGreaterThanOrEqual(10 - kept.size);
+    }, WAIT);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const rows = await env.db.pool.query<{ total: string; distinct: string }>(
+      `SELECT count(*)::text AS total, count(DISTINCT message_id)::text AS distinct FROM "${env.db.schema}".effects WHERE message_id = ANY($1::uuid[])`,
+      [ids],
+    );
+    expect(rows.rows[0]).toEqual({ total: '10', distinct: '10' });
+    // Every message came back: the uncommitted ones were handled again, the committed one (if any) was a duplicate.
+    expect(survivor.stats.handled).toBe(10 - kept.size);
     await survivor.stop();
   });
 
