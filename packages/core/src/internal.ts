@@ -4,7 +4,17 @@ export { validateIdentifier, quoteIdentifier } from './identifiers.js';
 export { parseConfig } from './config.js';
 export { contractOf, CONTRACT_OF } from './message.js';
 export { RESERVED_HEADER_PREFIX } from './envelope/header-names.js';
-export { headerText, isReservedHeader, encodeOutboxHeaders, envelopeHeaders, deliveryKey, replayHeaders, occurredAtOf } from './envelope/header-values.js';
+export {
+  headerText,
+  isReservedHeader,
+  encodeOutboxHeaders,
+  envelopeHeaders,
+  deliveryKey,
+  replayHeaders,
+  occurredAtOf,
+  occurredAtOfMessage,
+  occurredAtTimestamp,
+} from './envelope/header-values.js';
 export { decodeDelivery } from './envelope/delivery-codec.js';
 export { encodeRetryCopy, encodeDeadLetterCopy } from './envelope/copy-codec.js';
 export { decodeDeadLetter, UNSEALED_SOURCE } from './envelope/dead-letter-codec.js';

@@ -6,6 +6,7 @@ import {
   deliveryKey,
   encodeDeadLetterCopy,
   encodeOutboxHeaders,
+  occurredAtTimestamp,
   encodeRetryCopy,
   loadEnvelopeSeal,
   createEnvelopeSeal,
@@ -28,20 +29,52 @@ function delivery(headers: Record<string, unknown>, fields: Partial<WireMessage[
 }
 
 describe('envelope codec', () => {
-  it('reads back what the relay writes: key, occurred-at and the producer headers', () => {
-    const occurredAtMs = Date.parse('2026-11-30T10:00:00.000Z');
-    const headers = encodeOutboxHeaders({ traceparent: 't' }, { key: 'o-1', occurredAtMs });
+  it('reads back what the relay writes: the key and the producer headers in headers, occurred-at from the timestamp property', () => {
+    const occurredAtMs = Date.parse('2026-11-30T10:00:00.250Z');
+    const headers = encodeOutboxHeaders({ traceparent: 't' }, { key: 'o-1' });
+    expect(Object.keys(headers).sort()).toEqual(['traceparent', 'x-mailroom-key']);
     const message = delivery(headers);
+    message.properties.timestamp = occurredAtTimestamp(occurredAtMs);
     const decoded = decodeDelivery(message, 'billing');
     expect(decoded).toMatchObject({ messageId: ID, type: 'order.placed', key: 'o-1', attempt: 1, fromRetry: false });
+    // Whole seconds: the property's unit.
     expect(decoded.occurredAt.toISOString()).toBe('2026-11-30T10:00:00.000Z');
     expect(decoded.origin).toEqual({ exchange: 'orders', routingKey: 'order.placed' });
     expect(decoded.headers.traceparent).toBe('t');
     expect(deliveryKey(message)).toBe('o-1');
+    // An unkeyed event without producer headers needs no header at all.
+    expect(encodeOutboxHeaders({}, { key: null })).toEqual({});
+  });
+
+  it('reads occurred-at from the old header first (messages published before the property, in a queue at upgrade)', () => {
+    // As relays before wrote it: the header to the millisecond, and the timestamp in seconds.
+    const old = delivery({ 'x-mailroom-occurred-at': Buffer.from('2026-11-30T10:00:00.250Z'), 'x-mailroom-key': 'o-1' });
+    old.properties.timestamp = occurredAtTimestamp(Date.parse('2026-11-30T10:00:00.250Z'));
+    expect(decodeDelivery(old, 'billing').occurredAt.toISOString()).toBe('2026-11-30T10:00:00.250Z');
+    // A header that does not parse falls back to the property; neither: the time of reading.
+    const broken = delivery({ 'x-mailroom-occurred-at': 'not a date' });
+    broken.properties.timestamp = 1_800_000_000;
+    expect(decodeDelivery(broken, 'billing').occurredAt.getTime()).toBe(1_800_000_000_000);
+    const before = Date.now();
+    expect(decodeDelivery(delivery({}), 'billing').occurredAt.getTime()).toBeGreaterThanOrEqual(before);
+  });
+
+  it('keeps the occurred-at time of a dead-letter copy in the stored headers, from the property or the old header', () => {
+    const verdict = { reason: DEAD_LETTER_REASON.nonRetryable, error: 'boom', source: 'billing' };
+    const fresh = delivery({});
+    fresh.properties.timestamp = 1_800_000_000;
+    const copy = encodeDeadLetterCopy(fresh, decodeDelivery(fresh, 'billing'), verdict);
+    const stored = decodeDeadLetter({ content: fresh.content, fields: { exchange: 'mailroom.dead-letters', routingKey: 'billing' }, properties: copy });
+    expect(stored.headers['x-mailroom-occurred-at']).toBe('2027-01-15T08:00:00.000Z');
+    const old = delivery({ 'x-mailroom-occurred-at': '2026-11-30T10:00:00.250Z' });
+    old.properties.timestamp = 1_800_000_000;
+    const oldCopy = encodeDeadLetterCopy(old, decodeDelivery(old, 'billing'), verdict);
+    const oldStored = decodeDeadLetter({ content: old.content, fields: { exchange: 'mailroom.dead-letters', routingKey: 'billing' }, properties: oldCopy });
+    expect(oldStored.headers['x-mailroom-occurred-at']).toBe('2026-11-30T10:00:00.250Z');
   });
 
   it('counts attempts and keeps the origin only on copies back from the own delay queue', () => {
-    const first = delivery(encodeOutboxHeaders({}, { key: null, occurredAtMs: Date.now() }));
+    const first = delivery(encodeOutboxHeaders({}, { key: null }));
     const retry = encodeRetryCopy(first, decodeDelivery(first, 'billing'));
     const back = decodeDelivery(delivery(retry.headers, { exchange: '', routingKey: 'billing' }), 'billing');
     expect(back).toMatchObject({ attempt: 2, fromRetry: true, origin: { exchange: 'orders', routingKey: 'order.placed' } });
@@ -74,7 +107,7 @@ describe('envelope codec', () => {
 
 describe('the envelope seal', () => {
   const seal = createEnvelopeSeal(Buffer.alloc(32, 7));
-  const first = delivery(encodeOutboxHeaders({}, { key: null, occurredAtMs: Date.now() }));
+  const first = delivery(encodeOutboxHeaders({}, { key: null }));
 
   it('trusts a retry copy it sealed for this queue, and nothing else that takes the delay-queue route', () => {
     const copy = encodeRetryCopy(first, decodeDelivery(first, 'billing', seal), { seal, queue: 'billing' });

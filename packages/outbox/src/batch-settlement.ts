@@ -135,7 +135,7 @@ export async function settleBatch(
     pushBack(row, `cannot write the dead letter (${record.reason}: ${record.error ?? ''}): ${error}`);
     settlement.deadLetterWriteFailures.push({ messageId: record.messageId, error });
   }
-  if (removed.length > 0) await db.query(sql.remove, [removed]);
+  if (removed.length > 0) await db.query(sql.remove, [removed.join(',')]);
   if (retry.ids.length > 0) await db.query(sql.retry, [retry.ids, retry.delays, retry.errors]);
   settlement.retried = retry.ids.length;
   settlement.firstRetryError = retry.errors[0];

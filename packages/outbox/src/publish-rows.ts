@@ -1,8 +1,8 @@
 import type { ConfirmChannel } from 'amqplib';
 import { describeError } from '@mailroom/core';
-import { crashPoint, publishLimitProblem } from '@mailroom/core/internal';
+import { PUBLISH_LIMITS, crashPoint, publishLimitProblem } from '@mailroom/core/internal';
 import { isPreconditionFailed } from './guarded-channel.js';
-import type { ConfirmPublisher, RowPublishOutcome } from './publisher.js';
+import type { ConfirmPublisher, PreparedRow, RowPublishOutcome } from './publisher.js';
 import { PRECONDITION_FAILED_PREFIX, type OutboxRow } from './relay-sql.js';
 
 /**
@@ -21,10 +21,87 @@ export interface PublishRowsOptions {
   publishTimeoutMs: number;
 }
 
+const SKIPPED: RowOutcome = { kind: 'skipped' };
+const CONFIRM_TIMEOUT: RowOutcome = { kind: 'failed', error: 'no publisher confirm before the deadline' };
+const NOT_SENT: RowOutcome = { kind: 'failed', error: 'not sent before the deadline (the channel stayed full or closed)' };
+
+// A UTF-16 code unit encodes to at most 3 bytes of UTF-8: a string of at most 85 of them is
+// within the AMQP short-string limit without measuring it.
+const SURELY_SHORT = Math.floor(PUBLISH_LIMITS.shortStringBytes / 3);
+// A header table holding only the key (name, tags, lengths: under 64 bytes) fits under 64 KiB.
+const SURELY_FITTING_KEY = Math.floor((PUBLISH_LIMITS.headerTableBytes - 64) / 3);
+
+/**
+ * Why a row can never be published (the AMQP limits), or undefined. The common row (short names,
+ * no stored headers) is passed by its string lengths alone; anything else is measured by core's
+ * `publishLimitProblem`.
+ */
+export function rowLimitProblem(row: OutboxRow, headers: Record<string, unknown> | undefined): string | undefined {
+  const short =
+    row.exchange.length <= SURELY_SHORT && row.routing_key.length <= SURELY_SHORT && row.type.length <= SURELY_SHORT && row.message_id.length <= SURELY_SHORT;
+  const plainHeaders = headers === undefined || (row.headers === '{}' && (row.key === null || row.key.length <= SURELY_FITTING_KEY));
+  if (short && plainHeaders) return undefined;
+  return publishLimitProblem({ exchange: row.exchange, routingKey: row.routing_key, type: row.type, messageId: row.message_id, headers: headers ?? {} });
+}
+
+/**
+ * The confirms of one batch: each sent row's outcome is written once (a confirm after the
+ * deadline is ignored); {@link whenSettled} resolves when every row sent so far has one.
+ */
+class BatchConfirms {
+  readonly #outcomes: RowOutcome[];
+  readonly #open = new Set<number>();
+  readonly #waiters = new Map<number, (outcome: RowOutcome) => void>();
+  #idle: (() => void) | undefined;
+
+  constructor(outcomes: RowOutcome[]) {
+    this.#outcomes = outcomes;
+  }
+
+  /** Marks row `i` as sent; its outcome comes through {@link settle}. */
+  opened(i: number): void {
+    this.#open.add(i);
+  }
+
+  /** Row `i`'s outcome; ignored unless the row is still waiting for one. */
+  settle(i: number, outcome: RowOutcome): void {
+    if (!this.#open.delete(i)) return;
+    this.#outcomes[i] = outcome;
+    const waiter = this.#waiters.get(i);
+    if (waiter !== undefined) {
+      this.#waiters.delete(i);
+      waiter(outcome);
+    }
+    if (this.#open.size === 0 && this.#idle !== undefined) {
+      const idle = this.#idle;
+      this.#idle = undefined;
+      idle();
+    }
+  }
+
+  /** Resolves with row `i`'s outcome once it has one. */
+  outcomeOf(i: number): Promise<RowOutcome> {
+    if (!this.#open.has(i)) return Promise.resolve(this.#outcomes[i] as RowOutcome);
+    return new Promise((resolve) => this.#waiters.set(i, resolve));
+  }
+
+  /** Resolves when every row sent so far has its outcome. */
+  whenSettled(): Promise<void> {
+    if (this.#open.size === 0) return Promise.resolve();
+    return new Promise((resolve) => (this.#idle = resolve));
+  }
+
+  /** The deadline passed: every row still waiting fails (and later confirms are ignored). */
+  expire(): void {
+    for (const i of [...this.#open]) this.settle(i, CONFIRM_TIMEOUT);
+  }
+}
+
 /**
  * Publishes a claimed batch and returns one outcome per row, in row order; never rejects for a
  * row's failure. Without ordering every publish is written at once (waiting only when the
- * channel's buffer is full) and the confirms are awaited together.
+ * channel's write buffer is full: amqplib's `publish` returned false) and the confirms are
+ * awaited together, each delivered by callback.
  *
  * What can never be published is found without a retry loop: a row over `maxMessageBytes` or the
  * AMQP limits is not sent (`overLimit`, `unpublishable`); a publish amqplib cannot encode is
@@ -35,68 +112,85 @@ export interface PublishRowsOptions {
  * 406 on its own channel is its own and it becomes `unpublishable`.
  */
 export async function publishRows(publisher: ConfirmPublisher, rows: readonly OutboxRow[], options: PublishRowsOptions): Promise<RowOutcome[]> {
-  const outcomes: RowOutcome[] = rows.map(() => ({ kind: 'skipped' }));
-  const headers: Array<Record<string, unknown>> = [];
+  const outcomes: RowOutcome[] = new Array<RowOutcome>(rows.length).fill(SKIPPED);
+  const prepared: Array<PreparedRow | undefined> = new Array<PreparedRow | undefined>(rows.length);
   const pending: number[] = [];
-  rows.forEach((row, i) => {
-    const bytes = Buffer.byteLength(row.payload);
-    headers[i] = publisher.headersOf(row);
-    const problem = publishLimitProblem({
-      exchange: row.exchange,
-      routingKey: row.routing_key,
-      type: row.type,
-      messageId: row.message_id,
-      headers: headers[i],
-    });
-    if (bytes > options.maxMessageBytes) {
-      outcomes[i] = { kind: 'overLimit', error: `payload of ${bytes} bytes exceeds maxMessageBytes ${options.maxMessageBytes}` };
-    } else if (problem !== undefined) {
-      outcomes[i] = { kind: 'unpublishable', error: problem };
-    } else {
-      pending.push(i);
+  const exchanges: string[] = [];
+  for (let i = 0; i < rows.length; i++) {
+    const row = rows[i] as OutboxRow;
+    const body = Buffer.from(row.payload);
+    if (body.length > options.maxMessageBytes) {
+      outcomes[i] = { kind: 'overLimit', error: `payload of ${body.length} bytes exceeds maxMessageBytes ${options.maxMessageBytes}` };
+      continue;
     }
-  });
-  const missing = await publisher.ensureExchanges(pending.map((i) => (rows[i] as OutboxRow).exchange));
-  let timer: NodeJS.Timeout | undefined;
+    const headers = publisher.headersOf(row);
+    const problem = rowLimitProblem(row, headers);
+    if (problem !== undefined) {
+      outcomes[i] = { kind: 'unpublishable', error: problem };
+      continue;
+    }
+    prepared[i] = { row, body, headers };
+    pending.push(i);
+    if (exchanges[exchanges.length - 1] !== row.exchange) exchanges.push(row.exchange);
+  }
+  if (pending.length === 0) return outcomes;
+  const missing = await publisher.ensureExchanges(exchanges);
+  const confirms = new BatchConfirms(outcomes);
   let timedOut = false;
+  let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<void>(
     (resolve) =>
       (timer = setTimeout(() => {
         timedOut = true;
+        confirms.expire();
         resolve();
       }, options.publishTimeoutMs)),
   );
+  /** Writes row `i`; returns false when the channel's buffer is full. */
+  const send = (i: number, channel: ConfirmChannel): boolean => {
+    const p = prepared[i] as PreparedRow;
+    const absent = missing.get(p.row.exchange);
+    if (absent !== undefined) {
+      outcomes[i] = { kind: 'returned', error: absent };
+      return true;
+    }
+    if (timedOut) {
+      outcomes[i] = NOT_SENT;
+      return true;
+    }
+    confirms.opened(i);
+    return publisher.publish(channel, p, (outcome) => confirms.settle(i, outcome));
+  };
   const publishOne = async (i: number, channel: ConfirmChannel): Promise<RowOutcome> => {
-    const row = rows[i] as OutboxRow;
-    const absent = missing.get(row.exchange);
-    const outcome: RowOutcome = absent !== undefined ? { kind: 'returned', error: absent } : await publisher.publish(channel, row, headers[i] as Record<string, unknown>, deadline);
-    outcomes[i] = outcome;
-    return outcome;
+    if (!send(i, channel)) await publisher.drained(channel, deadline);
+    return confirms.outcomeOf(i);
   };
   // One chain per key (ordering) or per row: a chain's rows go one after the other, each after
   // the previous one's confirm, so a nack or a return never lets a later event of a key overtake.
   const chains = new Map<string, number[]>();
+  const regular: number[][] = [];
+  const suspects: number[][] = [];
   for (const i of pending) {
     const row = rows[i] as OutboxRow;
-    const chainKey = options.ordered && row.key !== null ? row.key : `\u0000${row.message_id}`;
-    const chain = chains.get(chainKey);
+    if (!options.ordered || row.key === null) {
+      (row.suspect ? suspects : regular).push([i]);
+      continue;
+    }
+    const chain = chains.get(row.key);
     if (chain) chain.push(i);
-    else chains.set(chainKey, [i]);
+    else chains.set(row.key, [i]);
   }
-  const suspect = (chain: number[]): boolean => chain.some((i) => (rows[i] as OutboxRow).suspect);
-  const regular = [...chains.values()].filter((c) => !suspect(c));
-  const suspects = [...chains.values()].filter(suspect);
+  for (const chain of chains.values()) (chain.some((i) => (rows[i] as OutboxRow).suspect) ? suspects : regular).push(chain);
   try {
     if (regular.length > 0) {
       const channel = await publisher.channel();
       if (!options.ordered) {
-        const all: Promise<RowOutcome>[] = [];
         for (const [i] of regular) {
-          all.push(publishOne(i as number, channel));
-          await publisher.drained();
+          // Back-pressure: a full write buffer is waited out, never grown without bound.
+          if (!send(i as number, channel)) await publisher.drained(channel, deadline);
         }
         crashPoint('relay.after-publish-before-confirm');
-        await Promise.all(all);
+        await confirms.whenSettled();
       } else {
         await Promise.all(
           regular.map(async (chain) => {

@@ -1,34 +1,54 @@
-import { once } from 'node:events';
 import type { ConfirmChannel, Options } from 'amqplib';
 import { CONTENT_TYPE, describeError, type AmqpConnection, type Logger } from '@mailroom/core';
 import {
   SpanKind,
   SpanStatusCode,
   encodeOutboxHeaders,
-  publishConfirmed,
+  occurredAtTimestamp,
   startSpanFromHeaders,
   type PublishOutcome,
+  type ReturnedMessage,
 } from '@mailroom/core/internal';
-import { guardChannel, isEncodingError } from './guarded-channel.js';
+import { isEncodingError } from './guarded-channel.js';
 import type { OutboxRow } from './relay-sql.js';
 
 /** A publish outcome, or `unpublishable`: amqplib could not encode the row (never worth a retry). */
 export type RowPublishOutcome = PublishOutcome | { kind: 'unpublishable'; error: string };
 
+/** A row ready to publish: its body and the headers it goes out with (undefined: none). */
+export interface PreparedRow {
+  row: OutboxRow;
+  body: Buffer;
+  headers: Record<string, unknown> | undefined;
+}
+
+/** The part of an amqplib ConfirmChannel the relay publishes on. */
+type RelayChannel = Pick<ConfirmChannel, 'publish' | 'on' | 'once' | 'removeListener'>;
+
+const PUBLISH_SPAN = 'mailroom publish';
+
+function hasKeys(object: object): boolean {
+  for (const name in object) if (Object.hasOwn(object, name)) return true;
+  return false;
+}
+
 /**
  * Publishes outbox rows on one confirm channel with pipelined confirms: every publish is written
- * at once and its confirm awaited together. The publish itself is core's `publishConfirmed`
- * (mandatory, matched by message id: a batch never holds one message id twice), so a row counts
- * as confirmed only when the broker acked it and did not return it as unroutable; a nack, a
- * return, a lost channel or the deadline leave it for a retry.
+ * at once (waiting for the channel's `drain` when its write buffer is full) and each confirm is
+ * delivered to a callback, with no promise per message. Every publish is `mandatory`; a return is
+ * matched to its publish by message id (a batch never holds one message id twice), and RabbitMQ
+ * sends `basic.return` before the ack of the same publish, so a row counts as confirmed only when
+ * the broker acked it and did not return it as unroutable; a nack, a return, a lost channel or
+ * the batch's deadline leave it for a retry.
  */
 export class ConfirmPublisher {
   #channel: ConfirmChannel | undefined;
   #opening: Promise<ConfirmChannel> | undefined;
-  #waitForDrain: Promise<void> | undefined;
   readonly #exchanges = new Set<string>(['']);
   /** Why the broker closed each channel, for the batch that used it. */
   readonly #closedWith = new WeakMap<ConfirmChannel, Error>();
+  /** Returned publishes per channel, by message id, until their confirm arrives. */
+  readonly #returns = new WeakMap<object, Map<string, string>>();
 
   constructor(
     private readonly connection: AmqpConnection,
@@ -47,6 +67,14 @@ export class ConfirmPublisher {
   async #open(): Promise<ConfirmChannel> {
     const connection = await this.connection.get();
     const channel = await connection.createConfirmChannel();
+    const returns = new Map<string, string>();
+    this.#returns.set(channel, returns);
+    channel.on('return', (message: ReturnedMessage) => {
+      const id = message.properties.messageId;
+      if (typeof id !== 'string') return;
+      const f = message.fields;
+      returns.set(id, `unroutable: ${f.replyCode} ${f.replyText} (exchange "${f.exchange}", routing key "${f.routingKey}")`);
+    });
     channel.on('error', (error: Error) => {
       this.#closedWith.set(channel, error);
       // A 404 means an exchange vanished: forget what we knew so it is checked again.
@@ -67,8 +95,13 @@ export class ConfirmPublisher {
    */
   async ensureExchanges(names: Iterable<string>): Promise<Map<string, string>> {
     const missing = new Map<string, string>();
-    const unknown = [...new Set(names)].filter((n) => !this.#exchanges.has(n));
-    if (unknown.length === 0) return missing;
+    let unknown: string[] | undefined;
+    for (const name of names) {
+      if (this.#exchanges.has(name)) continue;
+      unknown ??= [];
+      if (!unknown.includes(name)) unknown.push(name);
+    }
+    if (unknown === undefined) return missing;
     const connection = await this.connection.get();
     for (const name of unknown) {
       // A failed check closes its channel, so each check gets a throwaway channel of its own.
@@ -107,62 +140,110 @@ export class ConfirmPublisher {
     return this.#closedWith.get(channel);
   }
 
-  /** The headers a row is published with: the stored ones plus occurred-at and the key. */
-  headersOf(row: OutboxRow): Record<string, unknown> {
-    let stored: Record<string, unknown> = {};
-    if (row.headers !== '{}') {
-      try {
-        stored = JSON.parse(row.headers) as Record<string, unknown>;
-      } catch {
-        stored = {};
-      }
+  /**
+   * The headers a row is published with: the stored ones (the producer's, trace context
+   * included) plus the key of a keyed event; undefined when that leaves none. The occurred-at
+   * time goes in the `timestamp` property, the id, type and content type in theirs.
+   */
+  headersOf(row: OutboxRow): Record<string, unknown> | undefined {
+    if (row.headers === '{}') return row.key === null ? undefined : encodeOutboxHeaders({}, { key: row.key });
+    let stored: Record<string, unknown>;
+    try {
+      stored = JSON.parse(row.headers) as Record<string, unknown>;
+    } catch {
+      stored = {};
     }
-    return encodeOutboxHeaders(stored, { key: row.key, occurredAtMs: row.occurred_ms });
+    if (typeof stored !== 'object' || stored === null || Array.isArray(stored)) stored = {};
+    encodeOutboxHeaders(stored, { key: row.key });
+    return hasKeys(stored) ? stored : undefined;
   }
 
   /**
-   * Publishes one row with its headers (from {@link headersOf}) and resolves with its outcome;
-   * never rejects. `deadline` bounds the wait. A publish amqplib cannot encode is `unpublishable`.
+   * Publishes one prepared row on `channel` and calls `settle` once with its outcome when the
+   * broker confirms, nacks or returns it, or the channel closes (never for a publish written
+   * after the caller stopped listening: the caller ignores late calls). A publish amqplib cannot
+   * encode settles at once as `unpublishable`. Returns false when the channel's write buffer is
+   * full: wait for {@link drained} before the next publish.
    */
-  async publish(channel: ConfirmChannel, row: OutboxRow, headers: Record<string, unknown>, deadline: Promise<void>): Promise<RowPublishOutcome> {
+  publish(channel: ConfirmChannel, prepared: PreparedRow, settle: (outcome: RowPublishOutcome) => void): boolean {
+    const { row, body } = prepared;
     // A child of the enqueue span stored in the row; the message carries this span's context on.
-    const span = startSpanFromHeaders('mailroom publish', SpanKind.PRODUCER, headers, {
-      'messaging.system': 'rabbitmq',
-      'messaging.operation.type': 'send',
-      'messaging.destination.name': row.exchange,
-      'messaging.rabbitmq.destination.routing_key': row.routing_key,
-      'messaging.message.id': row.message_id,
-    });
-    const properties: Options.Publish & { messageId: string; headers: Record<string, unknown> } = {
+    // The span writes its trace context into the headers only when there is one to carry.
+    const carrier: Record<string, unknown> = prepared.headers ?? {};
+    const span = startSpanFromHeaders(PUBLISH_SPAN, SpanKind.PRODUCER, carrier);
+    const recording = span.isRecording();
+    if (recording) {
+      span.setAttributes({
+        'messaging.system': 'rabbitmq',
+        'messaging.operation.type': 'send',
+        'messaging.destination.name': row.exchange,
+        'messaging.rabbitmq.destination.routing_key': row.routing_key,
+        'messaging.message.id': row.message_id,
+      });
+    }
+    let headers = prepared.headers;
+    if (headers === undefined && hasKeys(carrier)) headers = carrier;
+    const properties: Options.Publish = {
       messageId: row.message_id,
       type: row.type,
       contentType: CONTENT_TYPE,
-      timestamp: Math.floor(row.occurred_ms / 1000),
+      timestamp: occurredAtTimestamp(row.occurred_ms),
       persistent: true,
-      headers,
+      mandatory: true,
     };
-    const guarded = guardChannel(channel);
-    const { outcome: settled, flowing } = publishConfirmed(guarded, row.exchange, row.routing_key, Buffer.from(row.payload), properties, {
-      deadline,
-      matchBy: 'messageId',
-    });
-    const thrown = guarded.takeThrown();
-    // Back-pressure: the caller waits for `drained()` before writing the next publish.
-    if (!flowing) this.#waitForDrain = once(channel, 'drain').then(() => undefined, () => undefined);
-    const outcome: RowPublishOutcome = isEncodingError(thrown)
-      ? { kind: 'unpublishable', error: `amqplib cannot encode the publish: ${describeError(thrown)}` }
-      : await settled;
-    span.setAttribute('mailroom.outcome', outcome.kind);
-    if (outcome.kind !== 'confirmed') span.setStatus({ code: SpanStatusCode.ERROR, message: outcome.error });
-    span.end();
-    return outcome;
+    if (headers !== undefined) properties.headers = headers;
+    const returns = this.#returns.get(channel);
+    const done = (outcome: RowPublishOutcome): void => {
+      if (recording) {
+        span.setAttribute('mailroom.outcome', outcome.kind);
+        if (outcome.kind !== 'confirmed') span.setStatus({ code: SpanStatusCode.ERROR, message: outcome.error });
+      }
+      span.end();
+      settle(outcome);
+    };
+    try {
+      return channel.publish(row.exchange, row.routing_key, body, properties, (error: unknown) => {
+        const returned = returns?.get(row.message_id);
+        if (returned !== undefined) returns?.delete(row.message_id);
+        if (error !== null && error !== undefined) {
+          const text = describeError(error);
+          done(/nack/i.test(text) ? { kind: 'nacked', error: 'nacked by the broker' } : { kind: 'failed', error: text });
+        } else if (returned !== undefined) {
+          done({ kind: 'returned', error: returned });
+        } else {
+          done({ kind: 'confirmed' });
+        }
+      });
+    } catch (error) {
+      // amqplib encodes before it writes or registers the confirm: nothing was sent.
+      done(
+        isEncodingError(error)
+          ? { kind: 'unpublishable', error: `amqplib cannot encode the publish: ${describeError(error)}` }
+          : { kind: 'failed', error: describeError(error) },
+      );
+      return true;
+    }
   }
 
-  /** Waits until the channel's write buffer drained, if a publish reported it full. */
-  async drained(): Promise<void> {
-    const waiting = this.#waitForDrain;
-    this.#waitForDrain = undefined;
-    if (waiting) await waiting;
+  /**
+   * Resolves when `channel`'s write buffer drained (after a publish returned false), or when it
+   * closed or `deadline` passed: the caller's batch then fails its unsent rows.
+   */
+  async drained(channel: RelayChannel, deadline: Promise<void>): Promise<void> {
+    let onDrain: (() => void) | undefined;
+    const drain = new Promise<void>((resolve) => {
+      onDrain = resolve;
+      channel.once('drain', resolve);
+      channel.once('close', resolve);
+    });
+    try {
+      await Promise.race([drain, deadline]);
+    } finally {
+      if (onDrain !== undefined) {
+        channel.removeListener('drain', onDrain);
+        channel.removeListener('close', onDrain);
+      }
+    }
   }
 
   /** Drops the channel (after a timeout, so late confirms cannot be mistaken for new ones). */

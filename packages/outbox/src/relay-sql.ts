@@ -67,8 +67,8 @@ export function relaySql(schema: string): RelaySql {
           SELECT 1 FROM ${outbox} p WHERE p.key OPERATOR(pg_catalog.=) o.key AND p.id OPERATOR(pg_catalog.<) o.id
             AND p.available_at OPERATOR(pg_catalog.>) pg_catalog.now()))
       ORDER BY o.id LIMIT $1 FOR UPDATE OF o`,
-    // $1 ids
-    remove: `DELETE FROM ${outbox} WHERE id OPERATOR(pg_catalog.=) ANY ($1::bigint[])`,
+    // $1 ids, comma-separated (one string: pg serializes it in one step, not element by element)
+    remove: `DELETE FROM ${outbox} WHERE id OPERATOR(pg_catalog.=) ANY (pg_catalog.string_to_array($1::pg_catalog.text, ',')::bigint[])`,
     // $1 ids, $2 delays in ms, $3 errors
     retry: `UPDATE ${outbox} o SET attempts = o.attempts OPERATOR(pg_catalog.+) 1,
         available_at = pg_catalog.now() OPERATOR(pg_catalog.+) (d.delay_ms::double precision OPERATOR(pg_catalog.*) interval '1 millisecond'),

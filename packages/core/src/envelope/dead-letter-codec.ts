@@ -3,7 +3,7 @@ import { deriveMessageId } from '../derived-message-id.js';
 import { deadLetterFields } from './copy-codec.js';
 import type { EnvelopeSeal } from './envelope-seal.js';
 import { H } from './header-names.js';
-import { headerText, isBrokerHeader } from './header-values.js';
+import { headerText, isBrokerHeader, occurredAtOfMessage } from './header-values.js';
 import type { DecodedDeadLetter, WireMessage } from './wire-types.js';
 import { isUuid } from '../uuid.js';
 
@@ -42,6 +42,13 @@ export function decodeDeadLetter(message: WireMessage, seal?: EnvelopeSeal): Dec
   const attempts = Number(headers[H.attempts] ?? 0);
   const kept: Record<string, unknown> = {};
   for (const [name, value] of Object.entries(headers)) if (!DEAD_LETTER_BOOKKEEPING.has(name)) kept[name] = value;
+  // The store has no column for the occurred-at time: it keeps it in the stored headers, where
+  // replay's retention check reads it (occurredAtOf). The relay sends it in the `timestamp`
+  // property now, so a copy without the old header has it written from the property.
+  if (kept[H.occurredAt] === undefined) {
+    const occurred = occurredAtOfMessage(message.properties);
+    if (occurred !== undefined) kept[H.occurredAt] = occurred.toISOString();
+  }
   return {
     messageId,
     source,

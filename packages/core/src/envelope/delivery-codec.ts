@@ -1,6 +1,6 @@
 import type { EnvelopeSeal } from './envelope-seal.js';
 import { H } from './header-names.js';
-import { headerText } from './header-values.js';
+import { headerText, occurredAtOfMessage } from './header-values.js';
 import type { DecodedDelivery, Origin, WireMessage } from './wire-types.js';
 import { isUuid } from '../uuid.js';
 
@@ -20,11 +20,9 @@ export function decodeDelivery(message: WireMessage, queue: string, seal?: Envel
     if (text !== null) headers[name] = text;
   }
   const rawMessageId = message.properties.messageId;
-  const occurredText = headers[H.occurredAt];
-  const occurred = occurredText !== undefined ? new Date(occurredText) : undefined;
-  const timestamp = message.properties.timestamp;
-  const occurredAt =
-    occurred !== undefined && !Number.isNaN(occurred.getTime()) ? occurred : typeof timestamp === 'number' ? new Date(timestamp * 1000) : new Date();
+  // The relay sends the occurred-at time in the `timestamp` property (whole seconds); messages
+  // published before that carry it in a header (milliseconds), which is read first.
+  const occurredAt = occurredAtOfMessage(message.properties) ?? new Date();
   const type = message.properties.type;
   return {
     rawMessageId,
