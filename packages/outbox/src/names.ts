@@ -15,6 +15,14 @@ export function notifyChannel(schema: string): string {
   return `mailroom_outbox_${schema}`.slice(0, 63);
 }
 
+/**
+ * Advisory-lock class of "a relay sleeps": a relay about to sleep holds (this class,
+ * `hashtext(schema)`) in SHARE mode on its LISTEN connection, and the outbox's insert trigger
+ * (migration 9, `outbox_wake_relay`, which has this number written in) sends a NOTIFY only when it
+ * cannot take the lock in EXCLUSIVE mode. The two must agree: it is `stableHash('mailroom.relay-asleep')`.
+ */
+export const RELAY_ASLEEP_LOCK_CLASS = 1661022995;
+
 /** Advisory-lock class of the per-key enqueue locks. */
 export function keyLockClass(schema: string): number {
   return stableHash(`mailroom.key.${schema}`);

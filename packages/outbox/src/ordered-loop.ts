@@ -17,6 +17,8 @@ export async function runOrderedLoop(runtime: RelayRuntime, onLease: (lease: Par
   const { options, wake } = runtime;
   const publisher = new ConfirmPublisher(runtime.amqp, { declareExchanges: options.declareExchanges, logger: runtime.log });
   let failures = 0;
+  // Counted as busy until it waits: the last busy worker registers the relay as asleep.
+  wake.enter();
   let held: CheckedOutClient | undefined;
   let lease: PartitionLease | undefined;
   let lastRebalance = 0;
@@ -51,7 +53,7 @@ export async function runOrderedLoop(runtime: RelayRuntime, onLease: (lease: Par
       const claimed = partitions.length > 0 ? await runBatch(runtime, held.client, publisher, partitions) : 0;
       runtime.linkUp('postgres');
       failures = 0;
-      if (claimed < options.batchSize) await wake.idle(Math.min(options.pollIntervalMs, options.leaseHeartbeatMs));
+      if (claimed < options.batchSize) await wake.idle(Math.min(options.pollIntervalMs, options.leaseHeartbeatMs), claimed);
     } catch (error) {
       failures++;
       runtime.batchFailed('ordered batch', error);
@@ -61,5 +63,6 @@ export async function runOrderedLoop(runtime: RelayRuntime, onLease: (lease: Par
     }
   }
   drop();
+  wake.leave();
   await publisher.close();
 }

@@ -8,13 +8,16 @@ import { backOffAfterFailure, channelOrStop, type RelayRuntime } from './relay-r
  * One worker of a relay without ordering: claims whatever is due (other workers' rows are
  * skipped), a batch after the other, on a connection borrowed per batch (with an `'error'`
  * listener for as long as it is out: a backend PostgreSQL terminates fails the batch, never the
- * process) and a confirm channel of its own. A full batch is followed at once by the next;
- * otherwise it waits for a wake-up. Resolves at stop, after the batch in flight; never rejects.
+ * process) and a confirm channel of its own. A full batch is followed at once by the next (and
+ * wakes one more worker); otherwise it waits for a wake-up (wake-up.ts decides when). Resolves at
+ * stop, after the batch in flight; never rejects.
  */
 export async function runUnorderedLoop(runtime: RelayRuntime, worker: number): Promise<void> {
   const { options, wake } = runtime;
   const publisher = new ConfirmPublisher(runtime.amqp, { declareExchanges: options.declareExchanges, logger: runtime.log });
   let failures = 0;
+  // Counted as busy until it waits: the last busy worker registers the relay as asleep.
+  wake.enter();
   while (!wake.signal.aborted) {
     try {
       const channel = await channelOrStop(runtime, publisher);
@@ -36,12 +39,15 @@ export async function runUnorderedLoop(runtime: RelayRuntime, worker: number): P
       }
       runtime.linkUp('postgres');
       failures = 0;
-      if (claimed < options.batchSize) await wake.idle(options.pollIntervalMs);
+      // A full batch: go on at once, and let one more worker help.
+      if (claimed >= options.batchSize) wake.join();
+      else await wake.idle(options.pollIntervalMs, claimed);
     } catch (error) {
       failures++;
       runtime.batchFailed(`batch (worker ${worker})`, error);
       await backOffAfterFailure(runtime, failures);
     }
   }
+  wake.leave();
   await publisher.close();
 }

@@ -1,4 +1,5 @@
-// The relay wakes at commit: the NOTIFY that `enqueue` sends, not the poll timer, brings an event out.
+// The relay wakes at commit: the NOTIFY that the outbox's insert trigger sends while a relay sleeps,
+// not the poll timer, brings an event out.
 import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import { defineMessage } from '@mailroom/core';
@@ -44,8 +45,20 @@ it('a relay polling once a minute still delivers a committed event within a seco
   await relay.start();
   await vi.waitFor(() => expect(received.ids()).toContain(before), { timeout: 10_000, interval: 20 });
   await vi.waitFor(async () => expect(await outboxCount(db.pool, db.schema)).toBe(0), { timeout: 10_000, interval: 20 });
-  // Every worker has gone back to sleep by now: its next poll is a minute away.
-  await new Promise((r) => setTimeout(r, 500));
+  // The relay registers as asleep (the "asleep" advisory lock, see migration 9) only when its last
+  // busy worker goes to sleep: from then on every worker's next poll is a minute away, and only
+  // the NOTIFY that the outbox's insert trigger sends at commit can bring the event out.
+  await vi.waitFor(
+    async () => {
+      const { rows } = await db.pool.query(
+        `SELECT 1 FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND classid = 1661022995 AND objsubid = 2 AND mode = 'ShareLock' AND granted
+           AND objid::bigint = (pg_catalog.hashtext($1)::bigint + 4294967296) % 4294967296`,
+        [db.schema],
+      );
+      expect(rows).toHaveLength(1);
+    },
+    { timeout: 10_000, interval: 20 },
+  );
 
   const committedAt = Date.now();
   const after = await commit(1);
