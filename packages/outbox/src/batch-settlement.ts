@@ -47,9 +47,10 @@ export interface Settlement {
 /**
  * Settles a published batch inside its transaction so that no row can undo another: the dead
  * letters are written first, under a savepoint (see dead-letter-settlement.ts); then one
- * statement deletes the confirmed rows and the rows whose dead letter was written, and one pushes
- * the others back with a backoff delay, a failed dead-letter write among them (its error in
- * `last_error`, tried again at its next attempt).
+ * statement pushes the others back with a backoff delay, a failed dead-letter write among them
+ * (its error in `last_error`, tried again at its next attempt). The ids to delete (the confirmed
+ * rows and the rows whose dead letter was written) are returned: the caller deletes them in the
+ * message that commits (see relay-batch.ts).
  */
 export async function settleBatch(
   db: Executor,
@@ -58,7 +59,7 @@ export async function settleBatch(
   rows: readonly OutboxRow[],
   outcomes: readonly RowOutcome[],
   policy: SettlementPolicy,
-): Promise<Settlement> {
+): Promise<{ settlement: Settlement; removed: string[] }> {
   const settlement: Settlement = {
     claimed: rows.length,
     published: 0,
@@ -135,11 +136,10 @@ export async function settleBatch(
     pushBack(row, `cannot write the dead letter (${record.reason}: ${record.error ?? ''}): ${error}`);
     settlement.deadLetterWriteFailures.push({ messageId: record.messageId, error });
   }
-  if (removed.length > 0) await db.query(sql.remove, [removed.join(',')]);
   if (retry.ids.length > 0) await db.query(sql.retry, [retry.ids, retry.delays, retry.errors]);
   settlement.retried = retry.ids.length;
   settlement.firstRetryError = retry.errors[0];
-  return settlement;
+  return { settlement, removed };
 }
 
 /** A row that can never be published becomes a dead letter; anything else is retried. */

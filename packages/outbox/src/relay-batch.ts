@@ -4,7 +4,7 @@ import { settleBatch } from './batch-settlement.js';
 import { LinkFailure, type RelayLink } from './link-health.js';
 import { publishRows } from './publish-rows.js';
 import type { ConfirmPublisher } from './publisher.js';
-import type { OutboxRow } from './relay-sql.js';
+import { withLiterals, type OutboxRow } from './relay-sql.js';
 import type { RelayRuntime } from './relay-runtime.js';
 
 /**
@@ -16,7 +16,11 @@ import type { RelayRuntime } from './relay-runtime.js';
  *
  * The transaction pins `search_path` to pg_catalog (SET LOCAL: the pool's sessions are left as
  * they were), so no statement of the batch, core's dead-letter writer included, can reach an
- * object planted in a schema of the connection's search_path.
+ * object planted in a schema of the connection's search_path. It commits with
+ * `synchronous_commit = off`: the relay never waits for a WAL flush. A commit lost in a crash of
+ * PostgreSQL itself brings back rows already published (they are published again: a duplicate the
+ * consumers' inbox absorbs), never loses one: rows are only ever deleted after their confirm.
+ * A batch is two round trips to PostgreSQL when nothing fails (BEGIN + claim; delete + COMMIT).
  */
 export async function runBatch(
   runtime: RelayRuntime,
@@ -33,12 +37,12 @@ export async function runBatch(
   let link: RelayLink = 'postgres';
   let committed = false;
   try {
-    await client.query(
-      `BEGIN; SET LOCAL search_path = pg_catalog, pg_temp; SET LOCAL idle_in_transaction_session_timeout = '${guard}'${ordered ? "; SET LOCAL lock_timeout = '5s'" : ''}`,
+    // One message, one round trip: BEGIN, the settings and the claim (its values written in).
+    const claim = ordered ? withLiterals(sql.claimOrdered, [options.batchSize, options.partitions, partitions]) : withLiterals(sql.claim, [options.batchSize]);
+    const begun: unknown = await client.query(
+      `BEGIN; SET LOCAL search_path = pg_catalog, pg_temp; SET LOCAL synchronous_commit = off; SET LOCAL idle_in_transaction_session_timeout = '${guard}'${ordered ? "; SET LOCAL lock_timeout = '5s'" : ''}; ${claim}`,
     );
-    const rows = ordered
-      ? (await db.query<OutboxRow>(sql.claimOrdered, [options.batchSize, options.partitions, partitions])).rows
-      : (await db.query<OutboxRow>(sql.claim, [options.batchSize])).rows;
+    const rows = lastRows(begun);
     if (rows.length === 0) {
       await client.query('COMMIT');
       committed = true;
@@ -49,8 +53,9 @@ export async function runBatch(
     const outcomes = await publishRows(publisher, rows, { ordered, maxMessageBytes: options.maxMessageBytes, publishTimeoutMs: options.publishTimeoutMs });
     link = 'postgres';
     crashPoint('relay.after-confirm-before-commit');
-    const settlement = await settleBatch(db, options.schema, sql, rows, outcomes, options);
-    await client.query('COMMIT');
+    const { settlement, removed } = await settleBatch(db, options.schema, sql, rows, outcomes, options);
+    // The delete of the settled rows travels with the COMMIT: one round trip.
+    await client.query(removed.length > 0 ? `${withLiterals(sql.remove, [removed.join(',')])}; COMMIT` : 'COMMIT');
     committed = true;
     crashPoint('relay.after-commit');
     runtime.committed(settlement, Date.now() - started);
@@ -60,4 +65,10 @@ export async function runBatch(
   } finally {
     if (!committed) await client.query('ROLLBACK').catch(() => undefined);
   }
+}
+
+/** The rows of the last statement of a multi-statement simple query (pg returns one result per statement). */
+function lastRows(result: unknown): OutboxRow[] {
+  const last = (Array.isArray(result) ? result.at(-1) : result) as { rows?: OutboxRow[] } | undefined;
+  return last?.rows ?? [];
 }

@@ -77,3 +77,31 @@ export function relaySql(schema: string): RelaySql {
       WHERE o.id OPERATOR(pg_catalog.=) d.id`,
   };
 }
+
+/**
+ * `statement` with its `$n` parameters written in as literals, so that a batch's statements can
+ * travel in one simple-protocol message together with BEGIN or COMMIT (node-pg sends one message
+ * per query and never pipelines; on a small machine every round trip costs the relay, the backend
+ * and the kernel). Only what the relay itself produced is accepted, each checked: integers,
+ * arrays of integers, and comma-joined bigint ids as read from the outbox.
+ */
+export function withLiterals(statement: string, values: ReadonlyArray<number | readonly number[] | string>): string {
+  const literal = (value: number | readonly number[] | string): string => {
+    if (typeof value === 'number') {
+      if (!Number.isSafeInteger(value)) throw new Error(`not an integer: ${value}`);
+      return String(value);
+    }
+    if (typeof value === 'string') {
+      if (!/^[0-9]+(,[0-9]+)*$/.test(value)) throw new Error('not comma-joined ids');
+      return `'${value}'`;
+    }
+    if (!value.every((n) => Number.isSafeInteger(n))) throw new Error('not an array of integers');
+    return `'{${value.join(',')}}'`;
+  };
+  return statement.replace(/\$([0-9]+)/g, (_, n: string) => {
+    const value = values[Number(n) - 1];
+    if (value === undefined) throw new Error(`no value for $${n}`);
+    return literal(value);
+  });
+}
+
