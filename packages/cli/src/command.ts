@@ -10,11 +10,8 @@ export interface CommandContext {
   stopSignal: AbortSignal;
 }
 
-/** One `mailroom <name>` command. */
+/** One `mailroom <name>` command (its name and summary are listed in commands/index.ts). */
 export interface Command {
-  name: string;
-  /** One line for `mailroom --help`. */
-  summary: string;
   /** Full help text for `mailroom <name> --help`. */
   help(): string;
   /** Runs the command; resolves with the process exit code. */

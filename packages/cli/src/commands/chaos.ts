@@ -113,8 +113,6 @@ async function loadChecks(path: string): Promise<Pick<ChaosOptions, 'setup' | 'v
 
 /** `mailroom chaos run`: the chaos harness from the command line. */
 export const chaosCommand: Command = {
-  name: 'chaos',
-  summary: 'run the chaos harness: faults on a seeded schedule, then a check that nothing was lost or applied twice',
   help: () => `${USAGE}\n${describeEnv(CHAOS_ENV)}`,
   async run({ argv, env, stdout, stderr, stopSignal }) {
     const [sub, ...rest] = argv;

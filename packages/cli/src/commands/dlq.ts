@@ -42,8 +42,6 @@ const USAGE = [
 
 /** `mailroom dlq …`: inspect, replay and discard dead letters; run the sink. */
 export const dlqCommand: Command = {
-  name: 'dlq',
-  summary: 'dead letters: list, show, groups, replay (through the outbox), discard, sink',
   help: () => `${USAGE}\n${describeEnv(SINK_ENV)}\n  (MAILROOM_AMQP_URL and the MAILROOM_DEAD_LETTER_* variables are read by \`sink\` only)`,
   async run({ argv, env, stdout, stderr, stopSignal }) {
     const [sub, ...rest] = argv;

@@ -9,8 +9,6 @@ const DOCTOR_ENV = combineEnv(DATABASE_ENV, AMQP_ENV);
 
 /** `mailroom doctor`: checks that PostgreSQL and RabbitMQ answer and the tables exist. */
 export const doctorCommand: Command = {
-  name: 'doctor',
-  summary: 'check that PostgreSQL and RabbitMQ are reachable and the tables are migrated',
   help: () => ['Usage: mailroom doctor', '', 'Environment:', describeEnv(DOCTOR_ENV)].join('\n'),
   async run({ env, stdout }) {
     const vars = readEnv(env, DOCTOR_ENV);

@@ -15,8 +15,6 @@ const isComponent = (name: string): name is MailroomComponent => (MAILROOM_COMPO
  * (no database needed); `mailroom grants --check COMPONENT`: says what the connecting role lacks.
  */
 export const grantsCommand: Command = {
-  name: 'grants',
-  summary: "print the GRANTs each component's role needs (--check COMPONENT: what this role lacks)",
   help: () =>
     [
       'Usage: mailroom grants [--producer ROLE] [--relay ROLE] [--consumer ROLE] [--sink ROLE] [--operator ROLE]',

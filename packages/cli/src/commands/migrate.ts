@@ -8,8 +8,6 @@ import { describeEnv, readEnv } from '../env.js';
 
 /** `mailroom migrate [--dry-run] [--print-sql]`: brings mailroom's tables up to date. */
 export const migrateCommand: Command = {
-  name: 'migrate',
-  summary: "create or update mailroom's tables (--dry-run prints the SQL it would run)",
   help: () =>
     [
       'Usage: mailroom migrate [--dry-run] [--print-sql]',

@@ -16,8 +16,6 @@ const RELAY_ENV = combineEnv(combineEnv(envSpec(relayOptionsSchema, { omit: ['lo
 
 /** `mailroom relay`: the outbox relay as a sidecar process, configured by environment. */
 export const relayCommand: Command = {
-  name: 'relay',
-  summary: 'run the outbox relay as a sidecar (configured by MAILROOM_* variables)',
   help: () =>
     [
       'Usage: mailroom relay',
