@@ -3,7 +3,7 @@ import { FAN } from './scripts/fan.mjs';
 
 // Each package imports only the packages of the fan (scripts/fan.mjs), always through a public
 // entry (or core's `internal` subpath, which only mailroom's packages use).
-const PACKAGES = ['@mailroom/core', '@mailroom/outbox', '@mailroom/inbox', '@mailroom/dlq', '@mailroom/chaos', 'mailroom'];
+const PACKAGES = ['@mailroom/core', '@mailroom/outbox', '@mailroom/inbox', '@mailroom/dlq', '@mailroom/chaos', '@mailroom/ui', 'mailroom'];
 
 const deepImports = {
   // Any path below a package but core's internal subpath is a deep import (the examples' own

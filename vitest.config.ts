@@ -14,6 +14,7 @@ export default defineConfig({
       { find: exact('@mailroom/inbox'), replacement: src('inbox') },
       { find: exact('@mailroom/dlq'), replacement: src('dlq') },
       { find: exact('@mailroom/chaos'), replacement: src('chaos') },
+      { find: exact('@mailroom/ui'), replacement: src('ui') },
     ],
   },
   test: {

@@ -6,5 +6,7 @@ export const FAN = {
   inbox: ['@mailroom/core'],
   dlq: ['@mailroom/core', '@mailroom/outbox'],
   chaos: ['@mailroom/core', '@mailroom/outbox', '@mailroom/inbox', '@mailroom/dlq'],
-  cli: ['@mailroom/core', '@mailroom/outbox', '@mailroom/inbox', '@mailroom/dlq', '@mailroom/chaos'],
+  // The workbench reads and writes dead letters only through the dlq package's public API.
+  ui: ['@mailroom/core', '@mailroom/dlq'],
+  cli: ['@mailroom/core', '@mailroom/outbox', '@mailroom/inbox', '@mailroom/dlq', '@mailroom/chaos', '@mailroom/ui'],
 };

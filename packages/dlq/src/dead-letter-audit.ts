@@ -18,8 +18,11 @@ export interface DeadLetterAction {
   /** Who, as PostgreSQL knows it: the role that ran it. */
   dbUser: string;
   action: DeadLetterActionKind;
-  /** What was asked for: the ids and/or group (and `force` for a replay). */
-  selection: { ids?: string[]; group?: string; force?: boolean };
+  /**
+   * What was asked for: the ids and/or group, or the filter (its times as ISO text); `force`
+   * and `edited` (the payload was edited before the replay) for a replay.
+   */
+  selection: { ids?: string[]; group?: string; filter?: Record<string, unknown>; force?: boolean; edited?: boolean };
   /** How many dead letters it acted on. */
   count: number;
   /** Their message ids. */
@@ -44,12 +47,17 @@ export function defaultActor(prefix = 'api'): string {
 export async function recordAction(
   tx: Executor,
   ctx: StoreContext,
-  action: { actor: string; action: DeadLetterActionKind; selection: DeadLetterSelection & { force?: boolean }; messageIds: readonly string[] },
+  action: { actor: string; action: DeadLetterActionKind; selection: DeadLetterSelection & { force?: boolean; edited?: boolean }; messageIds: readonly string[] },
 ): Promise<void> {
   const selection: DeadLetterAction['selection'] = {};
   if (action.selection.ids !== undefined && action.selection.ids.length > 0) selection.ids = [...action.selection.ids];
   if (action.selection.group !== undefined && action.selection.group !== '') selection.group = action.selection.group;
+  if (action.selection.filter !== undefined) {
+    // Only the conditions that were set, times as ISO text (JSON.stringify of a Date).
+    selection.filter = Object.fromEntries(Object.entries(action.selection.filter).filter(([, v]) => v !== undefined && v !== '' && v !== false));
+  }
   if (action.selection.force === true) selection.force = true;
+  if (action.selection.edited === true) selection.edited = true;
   await tx.query(
     `INSERT INTO ${ctx.quotedSchema}.dead_letter_actions (actor, action, selection, count, message_ids) VALUES ($1, $2, $3::jsonb, $4, $5::uuid[])`,
     [storableText(action.actor).slice(0, 500), action.action, JSON.stringify(selection, (_k, v: unknown) => (typeof v === 'string' ? storableText(v) : v)), action.messageIds.length, action.messageIds],
@@ -71,7 +79,7 @@ interface ActionRow {
 export async function listActions(ctx: StoreContext, options: { limit?: number } = {}): Promise<DeadLetterAction[]> {
   const result = await toExecutor(ctx.db).query<ActionRow>(
     `SELECT id::text AS id, at, actor, db_user, action, selection, count, message_ids::text[] AS message_ids
-     FROM ${ctx.quotedSchema}.dead_letter_actions ORDER BY id DESC LIMIT $1`,
+     FROM ${ctx.quotedSchema}.dead_letter_actions ORDER BY ${ctx.quotedSchema}.dead_letter_actions.id DESC LIMIT $1`,
     [options.limit ?? 100],
   );
   return result.rows.map((r) => ({

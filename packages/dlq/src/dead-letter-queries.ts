@@ -1,45 +1,89 @@
+import { MailroomError } from '@mailroom/core';
 import { toExecutor } from '@mailroom/core/internal';
 import type { DeadLetter, DeadLetterGroup } from './dead-letter.js';
 import { DEAD_LETTER_COLUMNS, toDeadLetter, type DeadLetterRow } from './dead-letter-row.js';
-import { selectionWhere, type DeadLetterSelection } from './dead-letter-selection.js';
+import { filterConditions, selectionWhere, type DeadLetterFilter, type DeadLetterSelection } from './dead-letter-selection.js';
 import type { StoreContext } from './store-context.js';
 
-/** Filters of `DeadLetterStore.list`. */
-export interface ListDeadLettersOptions {
-  /** Only this source (a queue name, or `relay`). Default: all. */
-  source?: string;
-  /** Only this message type. Default: all. */
-  type?: string;
-  /** Only this failure group (fingerprint). Default: all. */
-  group?: string;
-  /** Only dead letters whose last failure is at or after this time. Default: any time. */
-  since?: Date;
-  /** Leave out rows already replayed. Default: false (they are listed). */
-  pendingOnly?: boolean;
-  /** At most this many rows, newest failure first. Default: 100. */
+/** Filters of `DeadLetterStore.list` and `page`: a {@link DeadLetterFilter}, a page size and where to go on. */
+export interface ListDeadLettersOptions extends DeadLetterFilter {
+  /** At most this many rows, newest failure first. Default: 100 (at most 100,000). */
   limit?: number;
+  /** Go on after this cursor (the `next` of an earlier page with the same filter). Default: from the newest. */
+  after?: string;
 }
 
-/** Dead letters matching `filter`, newest failure first. */
-export async function listDeadLetters(ctx: StoreContext, filter: ListDeadLettersOptions = {}): Promise<DeadLetter[]> {
+/** One page of dead letters and the cursor of the next one. */
+export interface DeadLetterPage {
+  /** The dead letters of the page, newest failure first. */
+  deadLetters: DeadLetter[];
+  /** Pass as `after` to get the next page; null when this page is the last one. */
+  next: string | null;
+}
+
+/** A cursor: the last row's failure time in microseconds since the epoch, and its id. */
+const CURSOR = /^(\d{1,17})_(\d{1,18})$/;
+
+/** The keyset condition of a cursor: rows strictly after it in (last_failed_at DESC, id DESC) order. */
+function afterCursor(cursor: string, params: unknown[]): string {
+  const match = CURSOR.exec(cursor);
+  if (match === null) throw new MailroomError('INVALID_CONFIG', `${JSON.stringify(cursor.slice(0, 100))} is not a dead-letter page cursor (use the \`next\` of a page).`);
+  params.push(match[1], match[2]);
+  return `(last_failed_at, id) < ('epoch'::timestamptz + $${params.length - 1}::bigint * interval '1 microsecond', $${params.length}::bigint)`;
+}
+
+/**
+ * One page of dead letters matching `filter`, newest failure first, by keyset on
+ * (last_failed_at, id): each page is an index range read (migration 10), however deep.
+ */
+export async function pageDeadLetters(ctx: StoreContext, filter: ListDeadLettersOptions = {}): Promise<DeadLetterPage> {
   const params: unknown[] = [];
-  const where: string[] = [];
-  const add = (condition: (placeholder: string) => string, value: unknown): void => {
-    params.push(value);
-    where.push(condition(`$${params.length}`));
-  };
-  if (filter.source !== undefined) add((p) => `source = ${p}`, filter.source);
-  if (filter.type !== undefined) add((p) => `type = ${p}`, filter.type);
-  if (filter.group !== undefined) add((p) => `fingerprint = ${p}`, filter.group);
-  if (filter.since !== undefined) add((p) => `last_failed_at >= ${p}`, filter.since);
-  if (filter.pendingOnly === true) where.push('replayed_at IS NULL');
-  params.push(filter.limit ?? 100);
-  const result = await toExecutor(ctx.db).query<DeadLetterRow>(
-    `SELECT ${DEAD_LETTER_COLUMNS} FROM ${ctx.table} ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
-     ORDER BY last_failed_at DESC, id DESC LIMIT $${params.length}`,
+  const where = filterConditions(filter, params);
+  if (filter.after !== undefined && filter.after !== '') where.push(afterCursor(filter.after, params));
+  const limit = filter.limit ?? 100;
+  if (!Number.isInteger(limit) || limit < 1 || limit > 100_000) throw new MailroomError('INVALID_CONFIG', `A page holds 1 to 100,000 dead letters (got ${limit}).`);
+  // One more than asked: whether there is a next page, without a count.
+  params.push(limit + 1);
+  const result = await toExecutor(ctx.db).query<DeadLetterRow & { cursor_at: string }>(
+    `SELECT ${DEAD_LETTER_COLUMNS}, (extract(epoch FROM last_failed_at) * 1000000)::bigint::text AS cursor_at
+     FROM ${ctx.table} ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
+     ORDER BY last_failed_at DESC, ${ctx.table}.id DESC LIMIT $${params.length}`,
     params,
   );
-  return result.rows.map(toDeadLetter);
+  const rows = result.rows.slice(0, limit);
+  const last = rows[rows.length - 1];
+  const next = result.rows.length > limit && last !== undefined ? `${last.cursor_at}_${last.id}` : null;
+  return { deadLetters: rows.map(toDeadLetter), next };
+}
+
+/** Dead letters matching `filter`, newest failure first (the first page of {@link pageDeadLetters}). */
+export async function listDeadLetters(ctx: StoreContext, filter: ListDeadLettersOptions = {}): Promise<DeadLetter[]> {
+  return (await pageDeadLetters(ctx, filter)).deadLetters;
+}
+
+/**
+ * Every dead letter matching `filter`, newest failure first, read page by page (`batchSize`
+ * rows at a time, default 500) so an export of a million rows holds one page in memory.
+ */
+export async function* iterateDeadLetters(ctx: StoreContext, filter: DeadLetterFilter = {}, batchSize = 500): AsyncGenerator<DeadLetter, void, undefined> {
+  let after: string | undefined;
+  for (;;) {
+    const page = await pageDeadLetters(ctx, { ...filter, limit: batchSize, ...(after === undefined ? {} : { after }) });
+    yield* page.deadLetters;
+    if (page.next === null) return;
+    after = page.next;
+  }
+}
+
+/** How many dead letters match `filter` (a count: a scan of what matches). */
+export async function countDeadLetters(ctx: StoreContext, filter: DeadLetterFilter = {}): Promise<number> {
+  const params: unknown[] = [];
+  const where = filterConditions(filter, params);
+  const result = await toExecutor(ctx.db).query<{ n: string }>(
+    `SELECT count(*)::text AS n FROM ${ctx.table} ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}`,
+    params,
+  );
+  return Number(result.rows[0]?.n ?? 0);
 }
 
 /** One dead letter by row id or message id: the newest row when several sources have the message. */
@@ -102,6 +146,6 @@ export async function previewSelection(ctx: StoreContext, selection: DeadLetterS
   const db = toExecutor(ctx.db);
   const counted = await db.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${ctx.table} WHERE ${where}`, params);
   params.push(options.limit ?? 20);
-  const rows = await db.query<DeadLetterRow>(`SELECT ${DEAD_LETTER_COLUMNS} FROM ${ctx.table} WHERE ${where} ORDER BY id LIMIT $${params.length}`, params);
+  const rows = await db.query<DeadLetterRow>(`SELECT ${DEAD_LETTER_COLUMNS} FROM ${ctx.table} WHERE ${where} ORDER BY ${ctx.table}.id LIMIT $${params.length}`, params);
   return { count: Number(counted.rows[0]?.n ?? 0), deadLetters: rows.rows.map(toDeadLetter) };
 }

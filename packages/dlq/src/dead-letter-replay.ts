@@ -1,4 +1,4 @@
-import type { OutgoingMessage } from '@mailroom/core';
+import { MailroomError, type OutgoingMessage } from '@mailroom/core';
 import { inTransaction, replayHeaders, type Executor } from '@mailroom/core/internal';
 import { enqueue } from '@mailroom/outbox';
 import { recordAction } from './dead-letter-audit.js';
@@ -6,6 +6,7 @@ import type { DeadLetter } from './dead-letter.js';
 import { DEAD_LETTER_COLUMNS, toDeadLetter, type DeadLetterRow } from './dead-letter-row.js';
 import { selectionWhere, type DeadLetterSelection } from './dead-letter-selection.js';
 import { assertWithinRetention, occurredAtOfDeadLetter } from './replay-retention-check.js';
+import { hasUnstorable } from './storable-text.js';
 import type { StoreContext } from './store-context.js';
 
 /** Options of `DeadLetterStore.replay`. */
@@ -19,6 +20,19 @@ export interface ReplayOptions extends DeadLetterSelection {
   force?: boolean;
   /** Who replays, for the audit. Default: the store's `actor`. */
   actor?: string;
+  /**
+   * Examine at most this many dead letters of the selection (by row id), so a large set is
+   * replayed in several short transactions: pass the result's `lastId` as `afterId` to go on,
+   * until `done`. Default: the whole selection in one transaction.
+   */
+  limit?: number;
+  /** Only dead letters with a row id greater than this (the `lastId` of the previous batch). Default: from the first. */
+  afterId?: string;
+  /**
+   * Edit-and-replay: send this JSON payload instead of the stored one. Only with exactly one
+   * dead letter (one id); the audit records that the payload was edited. Default: the stored payload.
+   */
+  payload?: unknown;
 }
 
 /** A dead letter a replay left alone, and why. */
@@ -41,6 +55,12 @@ export interface ReplayResult {
   skipped: SkippedReplay[];
   /** True for a dry run. */
   dryRun: boolean;
+  /** How many dead letters of the selection this call examined (replayed or skipped). */
+  examined: number;
+  /** The greatest row id examined (pass as `afterId` to go on); null when none was. */
+  lastId: string | null;
+  /** True when the selection has nothing left after `lastId` (always true without `limit`). */
+  done: boolean;
 }
 
 /** The rows that can go through the outbox, one per message id; the others are added to `skipped`. */
@@ -77,7 +97,7 @@ async function dropStillQueued(tx: Executor, ctx: StoreContext, unique: Map<stri
   }
 }
 
-function outgoing(dl: DeadLetter): OutgoingMessage {
+function outgoing(dl: DeadLetter, payload: unknown): OutgoingMessage {
   if (!dl.replayTarget.replayable) throw new Error(`dead letter ${dl.id} is not replayable: ${dl.replayTarget.why}`);
   return {
     messageId: dl.messageId,
@@ -85,11 +105,39 @@ function outgoing(dl: DeadLetter): OutgoingMessage {
     key: dl.key,
     // Only what the producer sent goes out again: mailroom's and the broker's headers are dropped.
     headers: replayHeaders(dl.headers),
-    payload: dl.payload,
+    payload,
     occurredAt: occurredAtOfDeadLetter(dl),
     exchange: dl.replayTarget.exchange,
     routingKey: dl.replayTarget.routingKey,
   };
+}
+
+const ROW_ID = /^\d{1,18}$/;
+
+/** True when a string or key anywhere in a JSON value holds what jsonb refuses. */
+function holdsUnstorable(value: unknown, depth = 0): boolean {
+  if (typeof value === 'string') return hasUnstorable(value);
+  if (typeof value !== 'object' || value === null || depth > 200) return false;
+  if (Array.isArray(value)) return value.some((v) => holdsUnstorable(v, depth + 1));
+  return Object.entries(value).some(([k, v]) => hasUnstorable(k) || holdsUnstorable(v, depth + 1));
+}
+
+/**
+ * An edited payload goes with exactly one dead letter, and must be JSON the outbox can store:
+ * plain data (no undefined, function, bigint or cycle) that survives a JSON round trip.
+ */
+function checkEditedPayload(options: ReplayOptions): void {
+  if ((options.ids?.length ?? 0) !== 1 || options.group !== undefined || options.filter !== undefined) {
+    throw new MailroomError('INVALID_CONFIG', 'An edited payload replays exactly one dead letter: give one id and no group or filter.');
+  }
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(options.payload);
+  } catch (error) {
+    throw new MailroomError('INVALID_CONFIG', `The edited payload is not JSON: ${(error as Error).message}.`);
+  }
+  if (text === undefined) throw new MailroomError('INVALID_CONFIG', 'The edited payload is not JSON (undefined, a function or a symbol).');
+  if (holdsUnstorable(options.payload)) throw new MailroomError('INVALID_CONFIG', 'The edited payload holds a NUL or an unpaired surrogate, which the outbox (jsonb) cannot store.');
 }
 
 /**
@@ -98,18 +146,31 @@ function outgoing(dl: DeadLetter): OutgoingMessage {
  */
 export async function replayDeadLetters(ctx: StoreContext, options: ReplayOptions): Promise<ReplayResult> {
   const params: unknown[] = [];
-  const where = selectionWhere(options, params);
+  let where = selectionWhere(options, params);
   const dryRun = options.dryRun === true;
+  const edited = options.payload !== undefined;
+  if (edited) checkEditedPayload(options);
+  if (options.afterId !== undefined) {
+    if (!ROW_ID.test(options.afterId)) throw new MailroomError('INVALID_CONFIG', `afterId must be a dead-letter row id (digits), got ${JSON.stringify(options.afterId.slice(0, 100))}.`);
+    params.push(options.afterId);
+    where = `${where} AND id > $${params.length}::bigint`;
+  }
+  const limit = options.limit;
+  if (limit !== undefined && (!Number.isInteger(limit) || limit < 1)) throw new MailroomError('INVALID_CONFIG', `limit must be a positive integer (got ${limit}).`);
+  if (limit !== undefined) params.push(limit + 1);
   return inTransaction(ctx.db, async (tx) => {
     // FOR UPDATE: two operators replaying the same rows at once take turns; the second then
     // finds the message waiting in the outbox and skips it.
     const rows = await tx.query<DeadLetterRow>(
-      `SELECT ${DEAD_LETTER_COLUMNS} FROM ${ctx.table} WHERE ${where} ORDER BY id ${dryRun ? '' : 'FOR UPDATE'}`,
+      `SELECT ${DEAD_LETTER_COLUMNS} FROM ${ctx.table} WHERE ${where} ORDER BY ${ctx.table}.id ${limit === undefined ? '' : `LIMIT $${params.length}`} ${dryRun ? '' : 'FOR UPDATE'}`,
       params,
     );
-    const deadLetters = rows.rows.map(toDeadLetter);
+    // One more row than the batch was read: whether anything is left after it.
+    const done = limit === undefined || rows.rows.length <= limit;
+    const deadLetters = (limit === undefined ? rows.rows : rows.rows.slice(0, limit)).map(toDeadLetter);
+    const lastId = deadLetters[deadLetters.length - 1]?.id ?? null;
     const skipped: SkippedReplay[] = [];
-    for (const id of options.ids ?? []) {
+    for (const id of options.limit === undefined && options.afterId === undefined ? (options.ids ?? []) : []) {
       if (!deadLetters.some((dl) => dl.id === id || dl.messageId === id.toLowerCase())) skipped.push({ id, messageId: '', why: 'no such dead letter' });
     }
     const unique = replayable(deadLetters, skipped);
@@ -117,10 +178,15 @@ export async function replayDeadLetters(ctx: StoreContext, options: ReplayOption
     const toReplay = [...unique.values()];
     if (options.force !== true) await assertWithinRetention(tx, ctx.quotedSchema, toReplay);
     if (!dryRun && toReplay.length > 0) {
-      await enqueue(tx, toReplay.map(outgoing), { schema: ctx.schema });
+      await enqueue(tx, toReplay.map((dl) => outgoing(dl, edited ? options.payload : dl.payload)), { schema: ctx.schema });
       await tx.query(`UPDATE ${ctx.table} SET replayed_at = now() WHERE id = ANY($1::bigint[])`, [toReplay.map((dl) => dl.id)]);
-      await recordAction(tx, ctx, { actor: options.actor ?? ctx.actor, action: 'replay', selection: options, messageIds: toReplay.map((dl) => dl.messageId) });
+      await recordAction(tx, ctx, {
+        actor: options.actor ?? ctx.actor,
+        action: 'replay',
+        selection: { ...options, edited },
+        messageIds: toReplay.map((dl) => dl.messageId),
+      });
     }
-    return { count: toReplay.length, messageIds: toReplay.map((dl) => dl.messageId), skipped, dryRun };
+    return { count: toReplay.length, messageIds: toReplay.map((dl) => dl.messageId), skipped, dryRun, examined: deadLetters.length, lastId, done };
   });
 }

@@ -4,17 +4,22 @@ import { defaultActor, listActions, type DeadLetterAction } from './dead-letter-
 import type { DeadLetter, DeadLetterGroup, NewDeadLetter } from './dead-letter.js';
 import { discardDeadLetters, type DiscardOptions } from './dead-letter-discard.js';
 import { registerDeadLetterGauge } from './dead-letter-metrics.js';
+import { deadLetterTimeline, storeOverview, type DeadLetterTimeline, type StoreOverview, type TimelineOptions } from './dead-letter-overview.js';
 import {
+  countDeadLetters,
   deadLetterGroups,
+  iterateDeadLetters,
   listDeadLetters,
+  pageDeadLetters,
   previewSelection,
   showDeadLetter,
+  type DeadLetterPage,
   type ListDeadLettersOptions,
   type SelectionPreview,
 } from './dead-letter-queries.js';
 import { replayDeadLetters, type ReplayOptions, type ReplayResult } from './dead-letter-replay.js';
 import { toDeadLetterRecord } from './dead-letter-row.js';
-import type { DeadLetterSelection } from './dead-letter-selection.js';
+import type { DeadLetterFilter, DeadLetterSelection } from './dead-letter-selection.js';
 import { deadLetterStoreOptionsSchema, type DeadLetterStoreOptions } from './dead-letter-store-options.js';
 import { storeContext } from './store-context.js';
 
@@ -29,6 +34,22 @@ export interface DeadLetterStore {
   record(deadLetter: NewDeadLetter, tx?: Queryable): Promise<void>;
   /** Lists dead letters, newest failure first; each says where a replay would go (`replayTarget`). */
   list(options?: ListDeadLettersOptions): Promise<DeadLetter[]>;
+  /**
+   * One page of dead letters matching a filter, newest failure first, and the cursor of the next
+   * page (`next`, passed back as `after`). Keyset pagination: as fast on page 1,000 as on page 1.
+   */
+  page(options?: ListDeadLettersOptions): Promise<DeadLetterPage>;
+  /** How many dead letters match a filter (a count of what matches). */
+  count(filter?: DeadLetterFilter): Promise<number>;
+  /**
+   * Every dead letter matching a filter, newest failure first, read a page at a time (an export
+   * of a million rows holds one page in memory). `batchSize` defaults to 500.
+   */
+  iterate(filter?: DeadLetterFilter, options?: { batchSize?: number }): AsyncIterable<DeadLetter>;
+  /** The outbox backlog (bounded work), the registered consumers and the dead-letter counts. */
+  overview(): Promise<StoreOverview>;
+  /** Dead letters by failure group over time (counts of last failures per bucket). */
+  timeline(options?: TimelineOptions): Promise<DeadLetterTimeline>;
   /** One dead letter by row id or message id (the newest row when several sources have it). */
   show(id: string): Promise<DeadLetter | undefined>;
   /** Failure groups with their counts, largest first. */
@@ -44,7 +65,10 @@ export interface DeadLetterStore {
    * than the shortest inbox retention window (the default 7 days when no consumer registered
    * one) unless `force`. Skips, with the reason, every dead letter whose `replayTarget` says it
    * cannot be replayed (unsealed, changed to be stored, no type, JSON payload or destination),
-   * and rows whose message is still waiting in the outbox from an earlier replay.
+   * and rows whose message is still waiting in the outbox from an earlier replay. With `limit`,
+   * examines that many rows of the selection (by row id, after `afterId`) per call: loop on
+   * `lastId` until `done` to replay a large set in short transactions. With `payload` (one id),
+   * sends that edited JSON payload instead of the stored one.
    */
   replay(options: ReplayOptions): Promise<ReplayResult>;
   /**
@@ -73,6 +97,11 @@ export function createDeadLetterStore(options: DeadLetterStoreOptions): DeadLett
   return {
     record: (deadLetter, tx) => writeDeadLetters(toExecutor(tx ?? ctx.db), ctx.schema, [toDeadLetterRecord(deadLetter)]),
     list: (filter) => listDeadLetters(ctx, filter),
+    page: (filter) => pageDeadLetters(ctx, filter),
+    count: (filter) => countDeadLetters(ctx, filter),
+    iterate: (filter, iterateOptions) => iterateDeadLetters(ctx, filter, iterateOptions?.batchSize),
+    overview: () => storeOverview(ctx),
+    timeline: (timelineOptions) => deadLetterTimeline(ctx, timelineOptions),
     show: (id) => showDeadLetter(ctx, id),
     groups,
     preview: (selection, previewOptions) => previewSelection(ctx, selection, previewOptions),

@@ -85,7 +85,7 @@ describe('dead-letter store', () => {
     expect(await store.discard({ group: fingerprint })).toBe(3);
     expect(await store.list({ source: 'shipping' })).toHaveLength(1);
     await expect(store.replay({ ids: ['not-an-id'] })).rejects.toThrow(/neither a dead-letter row id/);
-    expect(await store.replay({ ids: ['999999'] })).toEqual({ count: 0, messageIds: [], skipped: [{ id: '999999', messageId: '', why: 'no such dead letter' }], dryRun: false });
+    expect(await store.replay({ ids: ['999999'] })).toEqual({ count: 0, messageIds: [], skipped: [{ id: '999999', messageId: '', why: 'no such dead letter' }], dryRun: false, examined: 0, lastId: null, done: true });
     const registry = new MetricsRegistry();
     store.registerMetrics(registry);
     expect(await registry.render()).toMatch(/mailroom_dead_letters\{group="[0-9a-f]{16}",reason="invalid-payload",source="shipping"\} 1/);

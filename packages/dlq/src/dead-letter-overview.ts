@@ -1,0 +1,126 @@
+import { toExecutor } from '@mailroom/core/internal';
+import type { StoreContext } from './store-context.js';
+
+/** Up to this many outbox rows are counted exactly; above, the count says "more than". */
+const EXACT_UP_TO = 10_000;
+
+/** What the workbench's overview shows: the outbox, the registered consumers and the dead letters. */
+export interface StoreOverview {
+  outbox: {
+    /** Rows waiting in the outbox, counted up to 10,001 (see `backlogCapped`). */
+    backlog: number;
+    /** True when there are more than 10,000 rows: `backlog` is then 10,001. */
+    backlogCapped: boolean;
+    /** Age in seconds of the oldest row waiting (0 when none). */
+    oldestAgeSeconds: number;
+    /** Rows scheduled for later (available in the future), counted up to 10,001. */
+    scheduled: number;
+  };
+  /** The consumers registered in `inbox_consumers`, with their inbox retention and retry horizon. */
+  consumers: Array<{ consumer: string; queue: string; retentionMs: number; retryHorizonMs: number; updatedAt: Date }>;
+  deadLetters: {
+    /** Every dead letter in the store. */
+    total: number;
+    /** Those not replayed (or failed again since). */
+    pending: number;
+  };
+}
+
+/**
+ * The overview in bounded work on the outbox (capped counts, the oldest row by the primary key):
+ * a large backlog must not make the page that shows it slow. The dead-letter counts are counts.
+ */
+export async function storeOverview(ctx: StoreContext): Promise<StoreOverview> {
+  const db = toExecutor(ctx.db);
+  const outbox = `${ctx.quotedSchema}.outbox`;
+  const [o, c, d] = await Promise.all([
+    db.query<{ backlog: number; scheduled: number; oldest_age: number }>(
+      `SELECT (SELECT count(*) FROM (SELECT 1 FROM ${outbox} LIMIT ${EXACT_UP_TO + 1}) AS capped)::int AS backlog,
+         (SELECT count(*) FROM (SELECT 1 FROM ${outbox} WHERE available_at > now() LIMIT ${EXACT_UP_TO + 1}) AS capped)::int AS scheduled,
+         coalesce(extract(epoch FROM now() - (SELECT created_at FROM ${outbox} ORDER BY id LIMIT 1)), 0)::float8 AS oldest_age`,
+    ),
+    db.query<{ consumer: string; queue: string; retention_ms: string; retry_horizon_ms: string; updated_at: Date }>(
+      `SELECT consumer, queue, retention_ms::text AS retention_ms, retry_horizon_ms::text AS retry_horizon_ms, updated_at
+       FROM ${ctx.quotedSchema}.inbox_consumers ORDER BY consumer LIMIT 500`,
+    ),
+    db.query<{ total: string; pending: string }>(
+      `SELECT count(*)::text AS total, count(*) FILTER (WHERE replayed_at IS NULL)::text AS pending FROM ${ctx.table}`,
+    ),
+  ]);
+  const row = o.rows[0];
+  return {
+    outbox: {
+      backlog: Math.min(row?.backlog ?? 0, EXACT_UP_TO + 1),
+      backlogCapped: (row?.backlog ?? 0) > EXACT_UP_TO,
+      oldestAgeSeconds: Math.max(0, Number(row?.oldest_age ?? 0)),
+      scheduled: row?.scheduled ?? 0,
+    },
+    consumers: c.rows.map((r) => ({
+      consumer: r.consumer,
+      queue: r.queue,
+      retentionMs: Number(r.retention_ms),
+      retryHorizonMs: Number(r.retry_horizon_ms),
+      updatedAt: new Date(r.updated_at),
+    })),
+    deadLetters: { total: Number(d.rows[0]?.total ?? 0), pending: Number(d.rows[0]?.pending ?? 0) },
+  };
+}
+
+/** Options of `DeadLetterStore.timeline`. */
+export interface TimelineOptions {
+  /** The start of the window. Default: 24 hours ago. */
+  since?: Date;
+  /** How many buckets between `since` and now. Default: 24 (1 to 500). */
+  buckets?: number;
+  /** How many groups get a series of their own, the largest; the rest are summed in `other`. Default: 6. */
+  groups?: number;
+}
+
+/** Dead letters by failure group over time: counts of last failures per bucket. */
+export interface DeadLetterTimeline {
+  /** The start of the first bucket. */
+  since: Date;
+  /** The width of a bucket in ms. */
+  bucketMs: number;
+  /** One series per large group, counts per bucket (oldest first). */
+  series: Array<{ fingerprint: string; source: string; reason: string; type: string | null; counts: number[] }>;
+  /** The other groups' counts per bucket. */
+  other: number[];
+}
+
+/** Counts of dead letters per failure group and time bucket (by last failure), in one grouped query. */
+export async function deadLetterTimeline(ctx: StoreContext, options: TimelineOptions = {}): Promise<DeadLetterTimeline> {
+  const now = Date.now();
+  const since = options.since ?? new Date(now - 86_400_000);
+  const buckets = Math.min(500, Math.max(1, Math.trunc(options.buckets ?? 24)));
+  const keep = Math.min(50, Math.max(1, Math.trunc(options.groups ?? 6)));
+  const bucketMs = Math.max(1, Math.ceil((now - since.getTime()) / buckets));
+  const result = await toExecutor(ctx.db).query<{ fingerprint: string; source: string; reason: string; type: string | null; bucket: number; n: string }>(
+    `SELECT fingerprint, min(source) AS source, min(reason) AS reason, min(type) AS type,
+       least($3::int - 1, floor(extract(epoch FROM last_failed_at - $1::timestamptz) * 1000 / $2::float8))::int AS bucket,
+       count(*)::text AS n
+     FROM ${ctx.table} WHERE last_failed_at >= $1::timestamptz GROUP BY fingerprint, bucket`,
+    [since, bucketMs, buckets],
+  );
+  const byGroup = new Map<string, { fingerprint: string; source: string; reason: string; type: string | null; counts: number[]; total: number }>();
+  for (const r of result.rows) {
+    let g = byGroup.get(r.fingerprint);
+    if (g === undefined) {
+      g = { fingerprint: r.fingerprint, source: r.source, reason: r.reason, type: r.type, counts: new Array<number>(buckets).fill(0), total: 0 };
+      byGroup.set(r.fingerprint, g);
+    }
+    const n = Number(r.n);
+    const b = Math.min(buckets - 1, Math.max(0, r.bucket));
+    g.counts[b] = (g.counts[b] ?? 0) + n;
+    g.total += n;
+  }
+  const sorted = [...byGroup.values()].sort((a, b) => b.total - a.total);
+  const other = new Array<number>(buckets).fill(0);
+  for (const g of sorted.slice(keep)) g.counts.forEach((n, i) => (other[i] = (other[i] ?? 0) + n));
+  return {
+    since,
+    bucketMs,
+    series: sorted.slice(0, keep).map(({ total: _total, ...g }) => g),
+    other,
+  };
+}
