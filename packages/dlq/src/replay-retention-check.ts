@@ -10,9 +10,10 @@ export function occurredAtOfDeadLetter(deadLetter: DeadLetter): Date {
   return occurredAtOf(deadLetter.headers) ?? deadLetter.firstFailedAt;
 }
 
+/** The consumer with the shortest retention (ordered by the number, not by its text: 7 days is not shorter than 1). */
 async function shortestRetention(tx: Executor, quotedSchema: string): Promise<{ consumer: string; retentionMs: number } | undefined> {
   const result = await tx.query<{ consumer: string; retention_ms: string }>(
-    `SELECT consumer, retention_ms::text AS retention_ms FROM ${quotedSchema}.inbox_consumers ORDER BY retention_ms ASC LIMIT 1`,
+    `SELECT c.consumer, c.retention_ms::text AS retention_ms FROM ${quotedSchema}.inbox_consumers AS c ORDER BY c.retention_ms ASC LIMIT 1`,
   );
   const row = result.rows[0];
   return row === undefined ? undefined : { consumer: row.consumer, retentionMs: Number(row.retention_ms) };

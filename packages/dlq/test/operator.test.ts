@@ -71,3 +71,19 @@ it('records every replay and discard with who, what and how many; dry runs and n
   expect(await store.discard({ ids: ['999999'] })).toBe(0);
   expect(await store.actions()).toHaveLength(3);
 });
+
+it('checks a replay against the shortest registered retention by number, not by its text (7 days is not shorter than 1)', async () => {
+  const day = 86_400_000;
+  await db.pool.query(
+    `INSERT INTO "${db.schema}".inbox_consumers (consumer, queue, retention_ms, retry_horizon_ms) VALUES ('weekly', 'q.weekly', $1, 0), ('daily', 'q.daily', $2, 0)`,
+    [7 * day, day],
+  );
+  try {
+    const id = await record({ failedAt: new Date(Date.now() - 2 * day) });
+    const refusal = await store.replay({ ids: [id] }).catch((error: unknown) => error);
+    expect(isMailroomError(refusal, 'REPLAY_REFUSED')).toBe(true);
+    expect((refusal as Error).message).toContain('consumer "daily" (1.0 days');
+  } finally {
+    await db.pool.query(`DELETE FROM "${db.schema}".inbox_consumers WHERE consumer IN ('weekly', 'daily')`);
+  }
+});
