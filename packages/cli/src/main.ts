@@ -2,6 +2,7 @@
 import { describeError, isMailroomError } from '@mailroom/core';
 import { UsageError } from './command.js';
 import { commands } from './commands/index.js';
+import { capYoungGeneration } from './young-generation.js';
 
 function usage(): string {
   const width = Math.max(...commands.map((c) => c.name.length), 4);
@@ -26,6 +27,8 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`mailroom: unknown command "${name}"\n\n${usage()}\n`);
     return 2;
   }
+  // The sidecar runs for days: its young generation is capped (a re-exec in place, see the module).
+  if (name === 'relay' && !rest.includes('--help') && !rest.includes('-h')) capYoungGeneration(process.env);
   const command = await entry.load();
   if (rest.includes('--help') || rest.includes('-h')) {
     process.stdout.write(`${command.help()}\n`);

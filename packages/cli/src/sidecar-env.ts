@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { envSpec } from './env.js';
+import { SIDECAR_SEMI_SPACE_MB } from './young-generation.js';
 
 /** What a sidecar command reads besides the options of what it runs: its HTTP server, logging and launcher. */
 export const sidecarEnvSchema = z.strictObject({
@@ -14,7 +15,15 @@ export const sidecarEnvSchema = z.strictObject({
     .boolean()
     .default(true)
     .meta({ description: 'stop gracefully when the process that started this one exits (npx, a shell script) (true/false)' }),
+  /** MAILROOM_SEMI_SPACE_MB (read before start-up by young-generation.ts, which re-executes the process). */
+  semiSpaceMb: z
+    .number()
+    .int()
+    .min(0)
+    .max(256)
+    .default(SIDECAR_SEMI_SPACE_MB)
+    .meta({ description: "cap in MB of V8's young-generation semi-spaces; the process re-executes itself in place with it (0: V8's default)" }),
 });
 
-/** MAILROOM_HTTP_HOST, MAILROOM_HTTP_PORT, MAILROOM_LOG_LEVEL and MAILROOM_EXIT_WITH_PARENT. */
+/** MAILROOM_HTTP_HOST, MAILROOM_HTTP_PORT, MAILROOM_LOG_LEVEL, MAILROOM_EXIT_WITH_PARENT and MAILROOM_SEMI_SPACE_MB. */
 export const SIDECAR_ENV = envSpec(sidecarEnvSchema);

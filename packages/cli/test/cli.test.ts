@@ -1,5 +1,6 @@
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { afterAll, expect, it } from 'vitest';
+import { afterAll, expect, it, vi } from 'vitest';
 import pg from 'pg';
 import { randomName, spawnNode, testUrls } from '../../../test/helpers.js';
 
@@ -73,3 +74,22 @@ it('prints the whole migration script without a database, and refuses bad input 
   expect(badNumber.code).toBe(1);
   expect(badNumber.output).toContain('MAILROOM_BATCH_SIZE must be a whole number');
 });
+
+it('the relay sidecar runs with a capped young generation, re-executed in place (same pid), unless MAILROOM_SEMI_SPACE_MB=0', async () => {
+  const cmdlineOf = async (env: Record<string, string>): Promise<string[]> => {
+    const child = spawnNode(CLI, ['relay'], { MAILROOM_DATABASE_URL: databaseUrl, MAILROOM_AMQP_URL: amqpUrl, MAILROOM_SCHEMA: schema, MAILROOM_HTTP_PORT: '0', MAILROOM_LOG_LEVEL: 'warn', ...env });
+    try {
+      // Ready once it printed its line (after the re-exec, if any): the pid is the one spawned.
+      await vi.waitFor(() => expect(child.output()).not.toBe(''), { timeout: 15_000, interval: 20 });
+      return readFileSync(`/proc/${child.process.pid}/cmdline`, 'utf8').split('\0');
+    } finally {
+      child.kill('SIGTERM');
+      expect((await child.exited).code, child.output()).toBe(0);
+    }
+  };
+  await run(['migrate']);
+  expect(await cmdlineOf({})).toContain('--max-semi-space-size=4');
+  expect(await cmdlineOf({ MAILROOM_SEMI_SPACE_MB: '8' })).toContain('--max-semi-space-size=8');
+  expect((await cmdlineOf({ MAILROOM_SEMI_SPACE_MB: '0' })).some((a) => a.startsWith('--max-semi-space-size'))).toBe(false);
+});
+

@@ -37,6 +37,8 @@ export const relayCommand: Command = {
       httpPort,
       logLevel,
       exitWithParent,
+      // Applied before start-up (main.ts re-executes the process with it).
+      semiSpaceMb: _semiSpaceMb,
       amqpTlsCaFile,
       amqpTlsCertFile,
       amqpTlsKeyFile,
