@@ -15,7 +15,7 @@ export type BatchResult =
   | { kind: 'done'; outcome: TransactionOutcome }
   /** Its handler (or the contract) failed; its own work and its inbox row were rolled back to its savepoint. */
   | { kind: 'failed'; failure: HandlerFailure }
-  /** The shared transaction broke around it: it runs again in a transaction of its own. */
+  /** The shared transaction broke around it, or its handler met a deadlock or serialization failure there: it runs again in a transaction of its own. */
   | { kind: 'alone' };
 
 /** One delivery of a batch, and what became of it. */
@@ -77,7 +77,12 @@ export class BrokenBatch extends Error {
  * failed (nothing happened).
  */
 export async function runBatchTransaction<TTx>(s: BatchSession<TTx>, entries: ReadonlyArray<BatchEntry<TTx>>, inboxTable: string, consumer: string): Promise<void> {
-  const values = entries.map(({ t }) => `(${sqlLiteral(consumer)}, ${sqlLiteral(t.message.messageId)}, ${byteaLiteral(t.payloadHash)})`).join(', ');
+  // In id order: concurrent batches then take their inbox rows' locks in one order and cannot
+  // deadlock on them (a redelivered duplicate can sit in two batches at once).
+  const values = [...entries]
+    .sort((a, b) => (a.t.message.messageId < b.t.message.messageId ? -1 : a.t.message.messageId > b.t.message.messageId ? 1 : 0))
+    .map(({ t }) => `(${sqlLiteral(consumer)}, ${sqlLiteral(t.message.messageId)}, ${byteaLiteral(t.payloadHash)})`)
+    .join(', ');
   const begun = await s.exec([...s.begin, `INSERT INTO ${inboxTable} (consumer, message_id, payload_hash) VALUES ${values} ON CONFLICT DO NOTHING RETURNING message_id, xmin`]);
   const rows = begun.at(-1)?.rows ?? [];
   const inserted = new Set(rows.map((row) => String(row.message_id)));
@@ -163,7 +168,15 @@ async function runOne<TTx>(s: BatchSession<TTx>, sql: BatchSql, entry: BatchEntr
     }
   }
   await s.exec([`ROLLBACK TO SAVEPOINT ${SAVEPOINT}`, `RELEASE SAVEPOINT ${SAVEPOINT}`, sql.deleteRow(t.message.messageId)]);
-  entry.result = { kind: 'failed', failure };
+  // A deadlock or serialization failure is the batch's doing (its neighbours' locks are held until
+  // the batch commits), not the handler's: it runs again alone, without spending an attempt.
+  entry.result = isLockConflict(failure.original) ? { kind: 'alone' } : { kind: 'failed', failure };
+}
+
+/** SQLSTATE 40P01 (deadlock detected) or 40001 (serialization failure). */
+function isLockConflict(error: unknown): boolean {
+  const state = sqlState(error);
+  return state === '40P01' || state === '40001';
 }
 
 /** The batch's own statements (simple protocol: values inlined, checked; operators schema-qualified). */

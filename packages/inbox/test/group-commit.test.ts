@@ -121,6 +121,47 @@ describe('group commit', () => {
     await consumer.stop();
   });
 
+  it('a handler that meets a deadlock in a batch runs again alone, without spending an attempt; its neighbours commit once', async () => {
+    await clearEffects();
+    const s = `"${env.db.schema}"`;
+    await env.db.pool.query(`CREATE TABLE IF NOT EXISTS ${s}.locks (id int PRIMARY KEY); INSERT INTO ${s}.locks VALUES (1), (2) ON CONFLICT DO NOTHING`);
+    // The test's transaction holds row 2 and waits long before it looks for a deadlock, so the
+    // handler (default deadlock_timeout, 1 s) is the one PostgreSQL picks as the victim.
+    const other = await env.db.pool.connect();
+    await other.query(`BEGIN; SET LOCAL deadlock_timeout = '20s'; SELECT * FROM ${s}.locks WHERE id = 2 FOR UPDATE`);
+    let rowOneLocked!: () => void;
+    const locked = new Promise<void>((resolve) => (rowOneLocked = resolve));
+    const attempts: number[] = [];
+    try {
+      const { run, consumer } = await gathered('gc-deadlock', orders(4), async ({ payload, db, message }, call) => {
+        if (payload.orderId !== 'o-2') return;
+        attempts.push(message.attempt);
+        if (call !== 1) return;
+        await db.query(`SELECT * FROM ${s}.locks WHERE id = 1 FOR UPDATE`);
+        rowOneLocked();
+        await db.query(`SELECT * FROM ${s}.locks WHERE id = 2 FOR UPDATE`);
+      });
+      await locked;
+      await sleep(200);
+      // Closes the cycle: row 1 is the handler's, which waits for row 2.
+      await other.query(`SELECT * FROM ${s}.locks WHERE id = 1 FOR UPDATE`);
+      await other.query('COMMIT');
+      await vi.waitFor(async () => expect((await effectsByNote()).get('o-2')).toBe(1), WAIT);
+      const byNote = await effectsByNote();
+      for (let i = 0; i <= 4; i++) expect(byNote.get(`o-${i}`), `o-${i}`).toBe(1);
+      const shared = run.xids.get('o-2#1');
+      expect([1, 3, 4].filter((i) => run.xids.get(`o-${i}#1`) === shared).length).toBeGreaterThanOrEqual(2);
+      for (const i of [1, 3, 4]) expect(run.calls.get(`o-${i}`), `calls of o-${i}`).toBe(1);
+      // Run twice, both as attempt 1: the deadlock was the batch's, not the handler's.
+      expect(attempts).toEqual([1, 1]);
+      await vi.waitFor(() => expect(consumer.stats).toMatchObject({ handled: 5, failures: 0, retries: 0 }), WAIT);
+      await consumer.stop();
+    } finally {
+      await other.query('ROLLBACK').catch(() => undefined);
+      other.release();
+    }
+  });
+
   it('a handler that ends the shared transaction itself (ROLLBACK, or COMMIT): every neighbour still has its effect exactly once', async () => {
     for (const statement of ['ROLLBACK', 'COMMIT']) {
       await clearEffects();
