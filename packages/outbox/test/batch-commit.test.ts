@@ -4,9 +4,10 @@
 import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import { defineMessage } from '@mailroom/core';
-import { createRelay, enqueue, type Relay } from '@mailroom/outbox';
+import { createRelay, type Relay } from '@mailroom/outbox';
 import { createTestBroker, createTestDatabase, testUrls, type TestBroker, type TestDatabase } from '../../../test/helpers.js';
 import { outboxCount } from './relay-process.js';
+import { commitEvents } from './commit-events.js';
 
 let db: TestDatabase;
 let broker: TestBroker;
@@ -38,14 +39,7 @@ it("the relay deletes published rows in a transaction that does not wait for the
   const Event = defineMessage('batch.commit', z.object({ n: z.number() }), { exchange });
   const received = broker.collect(queue);
   const messages = [0, 1, 2].map((n) => Event.create({ n }));
-  const client = await db.pool.connect();
-  try {
-    await client.query('BEGIN');
-    await enqueue(client, messages, { schema: db.schema });
-    await client.query('COMMIT');
-  } finally {
-    client.release();
-  }
+  await commitEvents(db.pool, db.schema, messages);
   relay = createRelay({ database: db.databaseUrl, amqp: testUrls().amqpUrl, schema: db.schema, pollIntervalMs: 200 });
   await relay.start();
   await vi.waitFor(async () => expect(await outboxCount(db.pool, db.schema)).toBe(0), { timeout: 10_000, interval: 20 });

@@ -4,9 +4,10 @@ import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import pg from 'pg';
 import { z } from 'zod';
 import { DEAD_LETTER_REASON, defineMessage, type OutgoingMessage } from '@mailroom/core';
-import { createRelay, enqueue, type Relay } from '@mailroom/outbox';
+import { createRelay, type Relay } from '@mailroom/outbox';
 import { createTestBroker, createTestDatabase, randomName, testUrls, type TestBroker, type TestDatabase } from '../../../test/helpers.js';
 import { outboxCount } from './relay-process.js';
+import { commitEvents } from './commit-events.js';
 
 let db: TestDatabase;
 let broker: TestBroker;
@@ -69,14 +70,7 @@ afterAll(async () => {
 });
 
 async function add(messages: OutgoingMessage[]): Promise<void> {
-  const client = await hostile.connect();
-  try {
-    await client.query('BEGIN');
-    await enqueue(client, messages, { schema: db.schema });
-    await client.query('COMMIT');
-  } finally {
-    client.release();
-  }
+  await commitEvents(hostile, db.schema, messages);
 }
 
 it('enqueue and the relay (ordered and not, with retries and dead letters) never call an object planted earlier in the search_path', async () => {

@@ -4,9 +4,10 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import { DEAD_LETTER_REASON, defineMessage, grantsScript, type OutgoingMessage } from '@mailroom/core';
-import { createRelay, enqueue, type Relay, type RelayFailure } from '@mailroom/outbox';
+import { createRelay, type Relay, type RelayFailure } from '@mailroom/outbox';
 import { createTestBroker, createTestDatabase, testUrls, type TestBroker, type TestDatabase } from '../../../test/helpers.js';
 import { metricValue, outboxCount } from './relay-process.js';
+import { commitEvents } from './commit-events.js';
 
 let broker: TestBroker;
 const cleanups: Array<() => Promise<unknown>> = [];
@@ -22,14 +23,7 @@ afterAll(async () => {
 const WAIT = { timeout: 30_000, interval: 50 };
 
 async function add(db: TestDatabase, messages: OutgoingMessage[]): Promise<void> {
-  const client = await db.pool.connect();
-  try {
-    await client.query('BEGIN');
-    await enqueue(client, messages, { schema: db.schema });
-    await client.query('COMMIT');
-  } finally {
-    client.release();
-  }
+  await commitEvents(db.pool, db.schema, messages);
 }
 
 function startRelay(db: TestDatabase, database: string, overrides: Partial<Parameters<typeof createRelay>[0]> = {}): Relay {

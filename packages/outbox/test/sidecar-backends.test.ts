@@ -3,9 +3,9 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import { defineMessage, type OutgoingMessage } from '@mailroom/core';
-import { enqueue } from '@mailroom/outbox';
 import { createTestBroker, createTestDatabase, randomName, type TestBroker, type TestDatabase } from '../../../test/helpers.js';
 import { outboxCount, startRelayProcess } from './relay-process.js';
+import { commitEvents } from './commit-events.js';
 
 let db: TestDatabase;
 let broker: TestBroker;
@@ -23,14 +23,7 @@ afterAll(async () => {
 });
 
 async function add(messages: OutgoingMessage[]): Promise<void> {
-  const client = await db.pool.connect();
-  try {
-    await client.query('BEGIN');
-    await enqueue(client, messages, { schema: db.schema });
-    await client.query('COMMIT');
-  } finally {
-    client.release();
-  }
+  await commitEvents(db.pool, db.schema, messages);
 }
 
 /**
