@@ -10,6 +10,18 @@ export type PublishOutcome =
   | { kind: 'nacked'; error: string }
   | { kind: 'failed'; error: string };
 
+/**
+ * What a publish came to, from amqplib's confirm callback: its error (a nack, or the channel's
+ * failure) and the broker's return of it as unroutable, if one came before the confirm.
+ */
+export function confirmOutcome(error: unknown, returned: string | undefined): PublishOutcome {
+  if (error !== null && error !== undefined) {
+    const text = describeError(error);
+    return /nack/i.test(text) ? { kind: 'nacked', error: 'nacked by the broker' } : { kind: 'failed', error: text };
+  }
+  return returned !== undefined ? { kind: 'returned', error: returned } : { kind: 'confirmed' };
+}
+
 /** The part of an amqplib ConfirmChannel a confirmed publish needs. */
 export interface ConfirmChannelLike {
   publish(exchange: string, routingKey: string, content: Buffer, options: object, callback: (error: unknown) => void): boolean;
@@ -89,14 +101,7 @@ export function publishConfirmed<P extends PublishProperties>(
       flowing = channel.publish(exchange, routingKey, content, publishProperties, (error: unknown) => {
         const returnedAs = matchId === undefined ? undefined : returned.get(matchId);
         if (matchId !== undefined) returned.delete(matchId);
-        if (error !== null && error !== undefined) {
-          const text = describeError(error);
-          resolve(/nack/i.test(text) ? { kind: 'nacked', error: 'nacked by the broker' } : { kind: 'failed', error: text });
-        } else if (returnedAs !== undefined) {
-          resolve({ kind: 'returned', error: returnedAs });
-        } else {
-          resolve({ kind: 'confirmed' });
-        }
+        resolve(confirmOutcome(error, returnedAs));
       });
     } catch (error) {
       resolve({ kind: 'failed', error: describeError(error) });

@@ -3,6 +3,7 @@ import { CONTENT_TYPE, describeError, type AmqpConnection, type Logger } from '@
 import {
   SpanKind,
   SpanStatusCode,
+  confirmOutcome,
   encodeOutboxHeaders,
   occurredAtTimestamp,
   startSpanFromHeaders,
@@ -205,14 +206,7 @@ export class ConfirmPublisher {
       return channel.publish(row.exchange, row.routing_key, body, properties, (error: unknown) => {
         const returned = returns?.get(row.message_id);
         if (returned !== undefined) returns?.delete(row.message_id);
-        if (error !== null && error !== undefined) {
-          const text = describeError(error);
-          done(/nack/i.test(text) ? { kind: 'nacked', error: 'nacked by the broker' } : { kind: 'failed', error: text });
-        } else if (returned !== undefined) {
-          done({ kind: 'returned', error: returned });
-        } else {
-          done({ kind: 'confirmed' });
-        }
+        done(confirmOutcome(error, returned));
       });
     } catch (error) {
       // amqplib encodes before it writes or registers the confirm: nothing was sent.
