@@ -16,6 +16,10 @@ export const DEAD_LETTER_REASON = {
   missingMessageId: 'missing-message-id',
   /** A `messageId` that is not a UUID. */
   invalidMessageId: 'invalid-message-id',
+  /** The message's contract version is newer than the consumer's contract knows: replay it once the consumer is upgraded. */
+  unknownVersion: 'unknown-version',
+  /** The `x-mailroom-version` header is not a version (not a whole number from 1 to 10,000): no consumer can read it. */
+  invalidVersion: 'invalid-version',
   /** The handler threw a `NonRetryableError`. */
   nonRetryable: 'non-retryable',
   /** The handler failed on every attempt the retry policy allows. */
@@ -26,6 +30,11 @@ export const DEAD_LETTER_REASON = {
   unpublishable: 'unpublishable',
   /** On the dead-letter queue without a valid mailroom seal: not written by a mailroom consumer (kept, never replayed). */
   unsealed: 'unsealed',
+  /**
+   * With ordering on, an earlier message of its key is a dead letter (the head): kept here, not
+   * handled out of order, until the head is replayed or discarded, which releases it in order.
+   */
+  parked: 'parked',
 } as const;
 
 /** Why a message became a dead letter: a value of {@link DEAD_LETTER_REASON}. */

@@ -7,7 +7,10 @@ export type MailroomErrorCode =
   | 'INVALID_PAYLOAD'
   | 'INVALID_MESSAGE'
   | 'UNSUPPORTED_EXECUTOR'
+  // migrate() itself failed.
   | 'MIGRATION_FAILED'
+  // mailroom's tables are missing or older than this code: run `mailroom migrate`.
+  | 'NOT_MIGRATED'
   | 'NOT_CONNECTED'
   | 'PUBLISH_FAILED'
   | 'UNREACHABLE'

@@ -31,17 +31,34 @@ export interface TableGrant {
  * `lock_timeout` are settings any role may set for its own session or transaction.
  */
 export const COMPONENT_GRANTS: Readonly<Record<MailroomComponent, readonly TableGrant[]>> = {
-  producer: [{ table: 'outbox', privileges: ['INSERT'], why: '`enqueue` inserts the events of the transaction it joins' }],
+  producer: [
+    { table: 'outbox', privileges: ['INSERT'], why: '`enqueue` inserts the events of the transaction it joins' },
+    {
+      table: 'outbox_scheduled',
+      privileges: ['SELECT', 'INSERT', 'DELETE'],
+      why: '`enqueue` with `deliverAt`/`delay` inserts there (its trigger reads the earliest due time); `cancelScheduled` deletes by message id',
+    },
+  ],
   relay: [
     {
       table: 'outbox',
+      privileges: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
+      why: 'claims due rows (`SELECT … FOR UPDATE` needs UPDATE as well), pushes failed rows back, deletes settled rows; the backlog gauge counts rows; moves scheduled rows in (INSERT)',
+    },
+    {
+      table: 'outbox_scheduled',
       privileges: ['SELECT', 'UPDATE', 'DELETE'],
-      why: 'claims due rows (`SELECT … FOR UPDATE` needs UPDATE as well), pushes failed rows back, deletes settled rows; the backlog gauge counts rows',
+      why: 'locks the due scheduled rows (`FOR UPDATE`) and deletes them as it moves them into the outbox; the scheduled gauge counts rows',
     },
     {
       table: 'dead_letters',
       privileges: ['SELECT', 'INSERT', 'UPDATE'],
       why: 'moves rows that can never be published there (an upsert by source and message id: `INSERT … ON CONFLICT DO UPDATE` needs all three)',
+    },
+    {
+      table: 'outbox_archive',
+      privileges: ['INSERT'],
+      why: 'with `archive: true`, writes each published row there in the statement that deletes it from the outbox',
     },
   ],
   consumer: [
@@ -56,6 +73,26 @@ export const COMPONENT_GRANTS: Readonly<Record<MailroomComponent, readonly Table
       why: '`start()` records the queue and the retention window (an upsert by consumer name)',
     },
     { table: 'secrets', privileges: ['SELECT'], why: 'reads the envelope seal key, to seal retry copies and check the ones that come back' },
+    {
+      table: 'parked_keys',
+      privileges: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
+      why: 'with ordering, parks the key of a keyed dead letter (an upsert), reads the parks of its queue, and lifts one once its released messages are handled',
+    },
+    {
+      table: 'parked_messages',
+      privileges: ['SELECT', 'INSERT', 'UPDATE'],
+      why: 'records each message parked behind a head (an upsert by source and message id) and reads whether any still waits when a park is lifted',
+    },
+    {
+      table: 'sagas',
+      privileges: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
+      why: 'saga steps lock their instance (`SELECT … FOR UPDATE` needs UPDATE as well), create and update it; `cleanupSagas` deletes ended instances',
+    },
+    {
+      table: 'saga_history',
+      privileges: ['SELECT', 'INSERT', 'DELETE'],
+      why: 'saga steps check whether a message was applied and record each one; `cleanupSagas` deletes the history of ended instances',
+    },
   ],
   sink: [
     {
@@ -78,9 +115,26 @@ export const COMPONENT_GRANTS: Readonly<Record<MailroomComponent, readonly Table
     },
     { table: 'inbox_consumers', privileges: ['SELECT'], why: "`replay` checks each message's age against the shortest inbox retention window" },
     {
+      table: 'parked_keys',
+      privileges: ['SELECT', 'UPDATE', 'DELETE'],
+      why: '`replay` and `discard` of a head release the parked messages (lock the park, mark it releasing, or lift it when nothing waits)',
+    },
+    {
+      table: 'parked_messages',
+      privileges: ['SELECT', 'UPDATE'],
+      why: '`list`/`show` say which head a parked message waits behind; a release marks them released',
+    },
+    {
       table: 'dead_letter_actions',
       privileges: ['SELECT', 'INSERT'],
       why: '`replay` and `discard` record who did what in the same transaction; `actions` lists the record',
+    },
+    { table: 'sagas', privileges: ['SELECT'], why: '`saga list` and `saga show` read the instances' },
+    { table: 'saga_history', privileges: ['SELECT'], why: '`saga show` reads the history of an instance' },
+    {
+      table: 'outbox_archive',
+      privileges: ['SELECT'],
+      why: '`history list`, `show` and `replay` read the archive (`history prune` creates and drops partitions: the owner of the tables runs it)',
     },
   ],
 };
@@ -226,7 +280,7 @@ export async function missingGrants(db: Queryable, schema: string, component: Ma
 /**
  * Rejects naming every privilege the role of this connection lacks to run `component` in
  * `schema` (`INVALID_CONFIG`, with how to grant them), or every table that is not there
- * (`MIGRATION_FAILED`); resolves when nothing is missing. Called in a component's `start()`, it
+ * (`NOT_MIGRATED`); resolves when nothing is missing. Called in a component's `start()`, it
  * makes a role without its grants fail there, once and clearly, instead of at each message.
  */
 export async function assertGrants(db: Queryable, schema: string, component: MailroomComponent): Promise<void> {
@@ -235,7 +289,7 @@ export async function assertGrants(db: Queryable, schema: string, component: Mai
   const absent = missing.filter((m) => m.privilege === 'missing');
   if (absent.length > 0) {
     throw new MailroomError(
-      'MIGRATION_FAILED',
+      'NOT_MIGRATED',
       `The ${component} needs ${absent.map((m) => m.object).join(', ')}, which ${absent.length === 1 ? 'does' : 'do'} not exist: run \`mailroom migrate\` (or migrate()) first.`,
       { details: { component, schema, missing } },
     );

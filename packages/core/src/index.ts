@@ -3,8 +3,12 @@
 export { MailroomError, isMailroomError, describeError } from './errors.js';
 export { redactSecrets, redactUrl } from './redact.js';
 export type { MailroomErrorCode, MailroomErrorOptions } from './errors.js';
-export { defineMessage, isUuid, DEFAULT_EXCHANGE } from './message.js';
+export { defineMessage, isMessageContract, isUuid, DEFAULT_EXCHANGE } from './message.js';
 export type { Envelope, OutgoingMessage, MessageContract, CreateMessageOptions, DefineMessageOptions, PayloadOf } from './message.js';
+export { MAX_CONTRACT_VERSION } from './contract-versions.js';
+export type { ContractVersion, Upcaster } from './contract-versions.js';
+export { isStandardSchema } from './standard-schema.js';
+export type { StandardSchemaV1, StandardSchemaProps, StandardJsonSchemaConverter, StandardResult, StandardIssue, InferInput, InferOutput } from './standard-schema.js';
 export { CONTENT_TYPE } from './envelope/header-names.js';
 export { DEAD_LETTER_REASON, DEAD_LETTER_REASONS, isDeadLetterReason } from './dead-letter-reason.js';
 export type { DeadLetterReason } from './dead-letter-reason.js';

@@ -16,6 +16,9 @@ export {
   occurredAtTimestamp,
 } from './envelope/header-values.js';
 export { decodeDelivery } from './envelope/delivery-codec.js';
+export { VERSION_HEADER, readVersionHeader, versionOfHeaders, withVersionHeader } from './envelope/version-header.js';
+export type { VersionReading } from './envelope/version-header.js';
+export { describeIssues } from './standard-schema.js';
 export { encodeRetryCopy, encodeDeadLetterCopy } from './envelope/copy-codec.js';
 export { decodeDeadLetter, UNSEALED_SOURCE } from './envelope/dead-letter-codec.js';
 export { createEnvelopeSeal, loadEnvelopeSeal } from './envelope/envelope-seal.js';

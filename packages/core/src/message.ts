@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import type { z } from 'zod';
 import { RESERVED_HEADER_PREFIX } from './envelope/header-names.js';
 import { envelopeHeaders, isReservedHeader } from './envelope/header-values.js';
+import { withVersionHeader } from './envelope/version-header.js';
+import { MAX_CONTRACT_VERSION, decodeVersion, validateNow, type ContractVersion, type Upcaster } from './contract-versions.js';
+import { isStandardSchema, type InferInput, type InferOutput, type StandardSchemaV1 } from './standard-schema.js';
 import { checkPublishLimits, TRACE_CONTEXT_RESERVE_BYTES } from './publish-limits.js';
 import { MailroomError } from './errors.js';
 import { isUuid } from './uuid.js';
@@ -33,6 +35,11 @@ export interface OutgoingMessage<P = unknown> extends Envelope<P> {
   exchange: string;
   /** The routing key to publish with. */
   routingKey: string;
+  /**
+   * The contract version of the payload: `create` sets the contract's latest. Absent means 1.
+   * It travels in the `x-mailroom-version` header (from version 2 on), never in `headers`.
+   */
+  version?: number;
 }
 
 /** Options of {@link MessageContract.create}. */
@@ -57,20 +64,54 @@ export interface DefineMessageOptions {
   routingKey?: string;
 }
 
-/** A typed message contract, shared by the producer's `enqueue` and the consumer's handler. */
-export interface MessageContract<TType extends string = string, TSchema extends z.ZodType = z.ZodType> {
+
+/**
+ * A typed message contract, shared by the producer's `enqueue` and the consumer's handler. Its
+ * schema is any Standard Schema validator (zod, valibot, arktype …). A contract may have
+ * versions (see {@link MessageContract.version}): producers emit the latest, consumers accept
+ * every version the contract knows and hand the handler the latest shape.
+ */
+export interface MessageContract<TType extends string = string, TSchema extends StandardSchemaV1 = StandardSchemaV1> {
   /** The type name carried in the AMQP `type` property. */
   readonly type: TType;
-  /** The zod schema of the payload. */
+  /** The schema of the payload at the latest version. */
   readonly schema: TSchema;
+  /** The latest version: what `create` emits and what a handler receives. 1 for a contract without versions. */
+  readonly latestVersion: number;
+  /** Every version, from 1 to `latestVersion`, with its schema and the upcaster from the one before. */
+  readonly versions: readonly ContractVersion[];
   /** The exchange messages of this type go to. */
   readonly exchange: string;
   /** The default routing key of messages of this type. */
   readonly routingKey: string;
-  /** Validates a payload; throws `MailroomError('INVALID_PAYLOAD')` naming every problem. */
-  parse(payload: unknown): z.output<TSchema>;
-  /** Validates a payload and wraps it in an outgoing envelope with a fresh message id. */
-  create(payload: z.input<TSchema>, options?: CreateMessageOptions): OutgoingMessage<z.output<TSchema>>;
+  /**
+   * Validates a payload against the latest version's schema, synchronously; throws
+   * `MailroomError('INVALID_PAYLOAD')` naming every problem (`INVALID_CONFIG` for a schema that
+   * only validates asynchronously).
+   */
+  parse(payload: unknown): InferOutput<TSchema>;
+  /**
+   * Reads a payload that arrived as `version`: validated by that version's schema, then upcast
+   * step by step to the latest, each step's output validated. Throws `INVALID_PAYLOAD` naming
+   * the type and the version or step that failed, or a version newer than `latestVersion`.
+   */
+  decode(payload: unknown, version: number): Promise<InferOutput<TSchema>>;
+  /** Validates a payload and wraps it in an outgoing envelope of the latest version with a fresh message id. */
+  create(payload: InferInput<TSchema>, options?: CreateMessageOptions): OutgoingMessage<InferOutput<TSchema>>;
+  /**
+   * The contract with one more version: `schema` for the payload at `version` (the latest plus
+   * one) and `upcast` from the latest's output to it. The contract it is called on is left as
+   * it is (still a producer of its own latest version).
+   *
+   * ```ts
+   * const UserCreatedV1 = defineMessage('user.created', z.object({ id: z.string(), name: z.string() }));
+   * const UserCreated = UserCreatedV1.version(2, z.object({ id: z.string(), firstName: z.string(), lastName: z.string() }), (v1) => {
+   *   const [firstName = '', ...rest] = v1.name.split(' ');
+   *   return { id: v1.id, firstName, lastName: rest.join(' ') };
+   * });
+   * ```
+   */
+  version<TNext extends StandardSchemaV1>(version: number, schema: TNext, upcast: Upcaster<InferOutput<TSchema>, InferInput<TNext>>): MessageContract<TType, TNext>;
 }
 
 /**
@@ -79,25 +120,34 @@ export interface MessageContract<TType extends string = string, TSchema extends 
  */
 export const CONTRACT_OF = Symbol.for('mailroom.contract');
 
+// Marks contracts made by defineMessage (across package copies: a registered symbol).
+const IS_CONTRACT = Symbol.for('mailroom.message-contract');
+
 /** The contract a message was created from, if it came from `contract.create`. */
 export function contractOf(message: object): MessageContract | undefined {
   return (message as { [CONTRACT_OF]?: MessageContract })[CONTRACT_OF];
 }
 
-/** The payload type of a contract. */
-export type PayloadOf<C> = C extends MessageContract<string, infer S> ? z.output<S> : never;
+/** True for a contract made by {@link defineMessage} (any copy of @mailroom/core). */
+export function isMessageContract(value: unknown): value is MessageContract {
+  return typeof value === 'object' && value !== null && (value as { [IS_CONTRACT]?: unknown })[IS_CONTRACT] === true;
+}
+
+/** The payload type of a contract: its latest version's output. */
+export type PayloadOf<C> = C extends MessageContract<string, infer S> ? InferOutput<S> : never;
 
 const TYPE_NAME = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$/;
 
 /**
- * Defines a message contract: a type name and a zod schema for its payload.
+ * Defines a message contract: a type name and a schema for its payload, any Standard Schema
+ * validator (zod, valibot, arktype …). Add versions with {@link MessageContract.version}.
  *
  * ```ts
  * const OrderPlaced = defineMessage('order.placed', z.object({ orderId: z.string(), total: z.number() }));
  * await enqueue(trx, OrderPlaced.create({ orderId: 'o-1', total: 42 }, { key: 'o-1' }));
  * ```
  */
-export function defineMessage<const TType extends string, TSchema extends z.ZodType>(
+export function defineMessage<const TType extends string, TSchema extends StandardSchemaV1>(
   type: TType,
   schema: TSchema,
   options: DefineMessageOptions = {},
@@ -108,24 +158,41 @@ export function defineMessage<const TType extends string, TSchema extends z.ZodT
       `Invalid message type ${JSON.stringify(type)}: use letters, digits and . _ : - (at most 200 characters).`,
     );
   }
-  const exchange = options.exchange ?? DEFAULT_EXCHANGE;
-  const routingKey = options.routingKey ?? type;
-  const parse = (payload: unknown): z.output<TSchema> => {
-    const result = schema.safeParse(payload);
-    if (!result.success) {
-      const problems = result.error.issues.map((i) => `${i.path.length > 0 ? i.path.join('.') : '(payload)'}: ${i.message}`);
-      throw new MailroomError('INVALID_PAYLOAD', `Invalid payload for message type "${type}": ${problems.join('; ')}`, {
-        details: { type, issues: problems },
-      });
-    }
-    return result.data;
-  };
+  checkSchema(type, 1, schema);
+  return buildContract<TType, TSchema>(type, Object.freeze([{ version: 1, schema }]), options.exchange ?? DEFAULT_EXCHANGE, options.routingKey ?? type);
+}
+
+function checkSchema(type: string, version: number, schema: unknown): void {
+  if (!isStandardSchema(schema)) {
+    throw new MailroomError(
+      'INVALID_MESSAGE',
+      `The schema of message type "${type}" version ${version} is not a Standard Schema validator (an object with "~standard"): use zod, valibot, arktype or another Standard Schema library.`,
+    );
+  }
+}
+
+function buildContract<TType extends string, TSchema extends StandardSchemaV1>(
+  type: TType,
+  versions: readonly ContractVersion[],
+  exchange: string,
+  routingKey: string,
+): MessageContract<TType, TSchema> {
+  type Out = InferOutput<TSchema>;
+  const latestVersion = versions.length;
+  const schema = (versions[latestVersion - 1] as ContractVersion).schema as TSchema;
+  // One version: the error texts stay as they were before contracts had versions.
+  const parse = (payload: unknown): Out => validateNow(type, schema, payload, latestVersion > 1 ? ` at version ${latestVersion}` : '');
   const contract: MessageContract<TType, TSchema> = {
     type,
     schema,
+    latestVersion,
+    versions,
     exchange,
     routingKey,
     parse,
+    async decode(payload, version) {
+      return (await decodeVersion(type, versions, payload, version));
+    },
     create(payload, createOptions = {}) {
       const messageId = createOptions.messageId ?? randomUUID();
       if (!isUuid(messageId)) {
@@ -137,7 +204,7 @@ export function defineMessage<const TType extends string, TSchema extends z.ZodT
           throw new MailroomError('INVALID_MESSAGE', `Header "${name}" is reserved: names starting with ${RESERVED_HEADER_PREFIX} belong to mailroom.`);
         }
       }
-      const message: OutgoingMessage<z.output<TSchema>> = {
+      const message: OutgoingMessage<Out> = {
         messageId,
         type,
         key: createOptions.key ?? null,
@@ -147,18 +214,35 @@ export function defineMessage<const TType extends string, TSchema extends z.ZodT
         exchange,
         routingKey: createOptions.routingKey ?? routingKey,
       };
+      // Version 1 stays off the message, so a contract without versions makes what it always made.
+      if (latestVersion > 1) message.version = latestVersion;
       // Sizes the broker or the client would refuse are refused here, where the caller can fix them.
       checkPublishLimits({
         exchange,
         routingKey: message.routingKey,
         type,
         messageId,
-        headers: { ...message.headers, ...envelopeHeaders(message) },
+        headers: withVersionHeader({ ...message.headers, ...envelopeHeaders(message) }, message.version),
         reserveHeaderBytes: TRACE_CONTEXT_RESERVE_BYTES,
       });
       Object.defineProperty(message, CONTRACT_OF, { value: contract, enumerable: false });
       return message;
     },
+    version<TNext extends StandardSchemaV1>(version: number, next: TNext, upcast: Upcaster<Out, InferInput<TNext>>): MessageContract<TType, TNext> {
+      if (version !== latestVersion + 1) {
+        throw new MailroomError(
+          'INVALID_MESSAGE',
+          `Versions of message type "${type}" are numbered 1, 2, 3 … without gaps: the next one is ${latestVersion + 1}, not ${String(version)}.`,
+        );
+      }
+      if (version > MAX_CONTRACT_VERSION) throw new MailroomError('INVALID_MESSAGE', `Message type "${type}" cannot have more than ${MAX_CONTRACT_VERSION} versions.`);
+      checkSchema(type, version, next);
+      if (typeof upcast !== 'function') {
+        throw new MailroomError('INVALID_MESSAGE', `Version ${version} of message type "${type}" needs an upcaster: a function from version ${latestVersion}'s payload to version ${version}'s.`);
+      }
+      return buildContract<TType, TNext>(type, Object.freeze([...versions, { version, schema: next, upcast: upcast }]), exchange, routingKey);
+    },
   };
+  Object.defineProperty(contract, IS_CONTRACT, { value: true, enumerable: false });
   return contract;
 }

@@ -73,6 +73,20 @@ export class MetricsRegistry {
     };
   }
 
+  #processMetrics = false;
+
+  /**
+   * Adds prom-client's process and Node.js metrics (`process_cpu_seconds_total`,
+   * `process_resident_memory_bytes`, `process_start_time_seconds`, heap, event-loop lag, GC) to
+   * this registry, once however often it is called. For a process that serves `render()` (the
+   * sidecar); a library never calls it, since the service's own registry may have them already.
+   */
+  collectProcessMetrics(): void {
+    if (this.#processMetrics) return;
+    this.#processMetrics = true;
+    prom.collectDefaultMetrics({ register: this.registry });
+  }
+
   /** Renders every metric in the Prometheus text exposition format. */
   async render(): Promise<string> {
     return this.registry.metrics();

@@ -82,7 +82,7 @@ describe('migrations', () => {
     const appliedCounts = results.map((r) => r.applied.length);
     expect(appliedCounts.filter((n) => n > 0)).toHaveLength(1);
     const tables = await pool.query(`SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY 1`, [schema]);
-    expect(tables.rows.map((r: { table_name: string }) => r.table_name)).toEqual(['dead_letter_actions', 'dead_letters', 'inbox', 'inbox_consumers', 'mailroom_migrations', 'outbox', 'secrets']);
+    expect(tables.rows.map((r: { table_name: string }) => r.table_name)).toEqual(['dead_letter_actions', 'dead_letters', 'inbox', 'inbox_consumers', 'mailroom_migrations', 'outbox', 'outbox_archive', 'outbox_archive_default', 'outbox_scheduled', 'parked_keys', 'parked_messages', 'saga_history', 'sagas', 'secrets']);
     const again = await migrate(pool, { schema });
     expect(again.applied).toHaveLength(0);
   });

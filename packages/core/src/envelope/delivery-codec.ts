@@ -1,6 +1,7 @@
 import type { EnvelopeSeal } from './envelope-seal.js';
 import { H } from './header-names.js';
 import { headerText, occurredAtOfMessage } from './header-values.js';
+import { readVersionHeader } from './version-header.js';
 import type { DecodedDelivery, Origin, WireMessage } from './wire-types.js';
 import { isUuid } from '../uuid.js';
 
@@ -29,13 +30,21 @@ export function decodeDelivery(message: WireMessage, queue: string, seal?: Envel
     messageId: isUuid(rawMessageId) ? rawMessageId.toLowerCase() : null,
     type: typeof type === 'string' ? type : null,
     key: headers[H.key] ?? null,
+    version: readVersionHeader(raw),
     occurredAt,
     headers,
     attempt: Number.isInteger(prior) && prior >= 0 && prior < 1_000_000 ? prior + 1 : 1,
     fromRetry,
-    forged: viaDelayRoute && !fromRetry,
+    // Forged means retry state without a valid seal. A plain message sent straight to the queue
+    // (a history replay to one consumer, an operator's test message) claims nothing.
+    forged: viaDelayRoute && !fromRetry && claimsRetryState(raw),
     origin: originOf(message, fromRetry),
   };
+}
+
+/** True when a message carries any of the headers only a retry copy has (attempts, origin, seal). */
+function claimsRetryState(headers: Record<string, unknown>): boolean {
+  return headers[H.attempts] !== undefined || headers[H.originExchange] !== undefined || headers[H.originRoutingKey] !== undefined || headers[H.seal] !== undefined;
 }
 
 /** What a retry copy's seal covers: the id, the attempt count, the origin and the queue it returns to. */

@@ -46,7 +46,7 @@ export async function loadEnvelopeSeal(db: Executor, schema: string): Promise<En
   const result = await db.query<{ value: Buffer }>(`SELECT value FROM ${table} WHERE name OPERATOR(pg_catalog.=) $1::pg_catalog.text`, [KEY_NAME]);
   const key = result.rows[0]?.value;
   if (key === undefined) {
-    throw new MailroomError('MIGRATION_FAILED', `${table} has no ${KEY_NAME} key: run \`mailroom migrate\` (or migrate()) first.`);
+    throw new MailroomError('NOT_MIGRATED', `${table} has no ${KEY_NAME} key: run \`mailroom migrate\` (or migrate()) first.`);
   }
   return createEnvelopeSeal(Buffer.from(key));
 }

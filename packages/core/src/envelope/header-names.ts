@@ -10,6 +10,8 @@
 export const H = {
   /** The ordering key of the event. */
   key: 'x-mailroom-key',
+  /** The contract version of the payload, from 2 on (absent: version 1; see version-header.ts). */
+  version: 'x-mailroom-version',
   /** ISO time at which the producer created the event. */
   occurredAt: 'x-mailroom-occurred-at',
   /** Delivery attempts counted by mailroom (never the broker's `x-death`). */

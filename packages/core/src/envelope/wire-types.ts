@@ -1,4 +1,5 @@
 import type { DeadLetterReason } from '../dead-letter-reason.js';
+import type { VersionReading } from './version-header.js';
 
 /** AMQP message properties mailroom reads or copies (amqplib's `MessageProperties` has them). */
 export interface WireProperties {
@@ -52,6 +53,8 @@ export interface DecodedDelivery {
   type: string | null;
   /** The ordering key. */
   key: string | null;
+  /** The contract version of the payload (no header: version 1), or why the header is not one. */
+  version: VersionReading;
   /** When the producer created the event (the header, else the AMQP timestamp, else now). */
   occurredAt: Date;
   /** The headers whose values are strings, numbers or booleans, as text. */
@@ -60,7 +63,7 @@ export interface DecodedDelivery {
   attempt: number;
   /** True when the delivery came back from one of this consumer's delay queues (with a valid seal, when a seal is given). */
   fromRetry: boolean;
-  /** True when the delivery came by the delay-queue route but its seal is missing or wrong: a sender forged retry state. */
+  /** True when the delivery came by the delay-queue route with retry headers whose seal is missing or wrong: a sender forged retry state. */
   forged: boolean;
   /** Where the message was first published. */
   origin: Origin;
