@@ -48,9 +48,9 @@ const TIMED_OUT = Symbol('timed out');
  * scrapes and gauges ask, shared while in flight, and given up after
  * {@link BACKLOG_PROBE_TIMEOUT_MS} (the gauges are then left out of that scrape).
  */
-export function cachedBacklog(read: () => Promise<Backlog>): () => Promise<Backlog> {
-  let cached: { at: number; value: Backlog } | undefined;
-  let inFlight: Promise<Backlog> | undefined;
+export function cachedBacklog<T = Backlog>(read: () => Promise<T>): () => Promise<T> {
+  let cached: { at: number; value: T } | undefined;
+  let inFlight: Promise<T> | undefined;
   return async () => {
     if (cached !== undefined && Date.now() - cached.at < BACKLOG_CACHE_MS) return cached.value;
     inFlight ??= read().then(

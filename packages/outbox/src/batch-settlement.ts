@@ -42,6 +42,8 @@ export interface Settlement {
   deadLetterWriteFailures: Array<{ messageId: string; error: string }>;
   /** Seconds from each published row's insert to its confirm. */
   latencies: number[];
+  /** Seconds from each published scheduled row's due time to its confirm (its lateness). */
+  lateness: number[];
 }
 
 /**
@@ -49,8 +51,9 @@ export interface Settlement {
  * letters are written first, under a savepoint (see dead-letter-settlement.ts); then one
  * statement pushes the others back with a backoff delay, a failed dead-letter write among them
  * (its error in `last_error`, tried again at its next attempt). The ids to delete (the confirmed
- * rows and the rows whose dead letter was written) are returned: the caller deletes them in the
- * message that commits (see relay-batch.ts).
+ * rows, `published`, apart from the rows whose dead letter was written, `removed`: only the first
+ * go to the archive) are returned: the caller deletes them in the message that commits (see
+ * relay-batch.ts).
  */
 export async function settleBatch(
   db: Executor,
@@ -59,7 +62,7 @@ export async function settleBatch(
   rows: readonly OutboxRow[],
   outcomes: readonly RowOutcome[],
   policy: SettlementPolicy,
-): Promise<{ settlement: Settlement; removed: string[] }> {
+): Promise<{ settlement: Settlement; removed: string[]; published: string[] }> {
   const settlement: Settlement = {
     claimed: rows.length,
     published: 0,
@@ -71,8 +74,10 @@ export async function settleBatch(
     deadLetters: [],
     deadLetterWriteFailures: [],
     latencies: [],
+    lateness: [],
   };
   const removed: string[] = [];
+  const published: string[] = [];
   const retry = { ids: [] as string[], delays: [] as number[], errors: [] as string[] };
   const pushBack = (row: OutboxRow, error: string): void => {
     retry.ids.push(row.id);
@@ -87,9 +92,10 @@ export async function settleBatch(
     const outcome = outcomes[i] as RowOutcome;
     if (outcome.kind === 'skipped') return;
     if (outcome.kind === 'confirmed') {
-      removed.push(row.id);
+      published.push(row.id);
       settlement.published++;
       settlement.latencies.push(Math.max(0, now - row.created_ms) / 1000);
+      if (typeof row.deliver_ms === 'number') settlement.lateness.push(Math.max(0, now - row.deliver_ms) / 1000);
       return;
     }
     if (outcome.kind === 'returned') settlement.returned++;
@@ -139,7 +145,7 @@ export async function settleBatch(
   if (retry.ids.length > 0) await db.query(sql.retry, [retry.ids, retry.delays, retry.errors]);
   settlement.retried = retry.ids.length;
   settlement.firstRetryError = retry.errors[0];
-  return { settlement, removed };
+  return { settlement, removed, published };
 }
 
 /** A row that can never be published becomes a dead letter; anything else is retried. */

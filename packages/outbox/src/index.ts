@@ -1,6 +1,11 @@
 // The public entry of @mailroom/outbox: `enqueue` in the caller's transaction, and the relay.
 export { enqueue } from './enqueue.js';
 export type { EnqueueOptions } from './enqueue.js';
+export { cancelScheduled } from './cancel-scheduled.js';
+export type { CancelScheduledOptions } from './cancel-scheduled.js';
+export { scheduledCount } from './scheduled-count.js';
+export type { ScheduledCount, ScheduledCountOptions } from './scheduled-count.js';
+export { MAX_SCHEDULE_MS } from './schedule-options.js';
 export { createRelay } from './relay.js';
 export type { Relay } from './relay.js';
 export type { RelayEvents, RelayStats, RelayDeadLetter, RelayFailure, BatchSummary } from './relay-events.js';
@@ -8,3 +13,11 @@ export type { RelayLinks, LinkStatus } from './link-health.js';
 export { relayOptionsSchema } from './relay-options.js';
 export type { RelayOptions } from './relay-options.js';
 export { notifyChannel } from './names.js';
+export { readOutboxOverview } from './outbox-overview.js';
+export type { OutboxOverview, OutboxOverviewOptions, RelayInstance } from './outbox-overview.js';
+export { listHistory, readHistory, oldestArchived } from './history-read.js';
+export type { ArchivedEvent, HistoryFilter, ListHistoryOptions } from './history-read.js';
+export { replayHistory } from './history-replay.js';
+export type { ReplayHistoryOptions, ReplayProgress, ReplayResult } from './history-replay.js';
+export { maintainArchive } from './archive-maintenance.js';
+export type { ArchiveMaintenance, MaintainArchiveOptions } from './archive-maintenance.js';

@@ -20,8 +20,13 @@ export const KEY_LOCK_SLOTS = 1024;
  */
 export function keyLockSlots(keys: Iterable<string>): number[] {
   const slots = new Set<number>();
-  for (const key of keys) slots.add(stableHash(key) % KEY_LOCK_SLOTS);
+  for (const key of keys) slots.add(keyLockSlot(key));
   return [...slots].sort((a, b) => a - b);
+}
+
+/** The lock slot of one key. */
+export function keyLockSlot(key: string): number {
+  return stableHash(key) % KEY_LOCK_SLOTS;
 }
 
 /**

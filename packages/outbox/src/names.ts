@@ -37,3 +37,11 @@ export function partitionLockClass(schema: string): number {
 export function memberLockClass(schema: string): number {
   return stableHash(`mailroom.relay.${schema}`);
 }
+
+/**
+ * Advisory-lock class of the scheduled mover: the relay that holds (this class, 0) in its session
+ * moves due scheduled rows; the others wait for the lock (a hot standby, see scheduled-mover.ts).
+ */
+export function moverLockClass(schema: string): number {
+  return stableHash(`mailroom.scheduled-mover.${schema}`);
+}

@@ -53,9 +53,18 @@ export async function runBatch(
     const outcomes = await publishRows(publisher, rows, { ordered, maxMessageBytes: options.maxMessageBytes, publishTimeoutMs: options.publishTimeoutMs });
     link = 'postgres';
     crashPoint('relay.after-confirm-before-commit');
-    const { settlement, removed } = await settleBatch(db, options.schema, sql, rows, outcomes, options);
-    // The delete of the settled rows travels with the COMMIT: one round trip.
-    await client.query(removed.length > 0 ? `${withLiterals(sql.remove, [removed.join(',')])}; COMMIT` : 'COMMIT');
+    const { settlement, removed, published } = await settleBatch(db, options.schema, sql, rows, outcomes, options);
+    // The delete of the settled rows travels with the COMMIT: one round trip. With the archive,
+    // the published rows move into it in the same statement that deletes them.
+    const deletes: string[] = [];
+    if (options.archive) {
+      if (published.length > 0) deletes.push(withLiterals(sql.removeArchived, [published.join(',')]));
+      if (removed.length > 0) deletes.push(withLiterals(sql.remove, [removed.join(',')]));
+    } else if (published.length + removed.length > 0) {
+      deletes.push(withLiterals(sql.remove, [[...published, ...removed].join(',')]));
+    }
+    deletes.push('COMMIT');
+    await client.query(deletes.join('; '));
     committed = true;
     crashPoint('relay.after-commit');
     runtime.committed(settlement, Date.now() - started);

@@ -4,6 +4,7 @@ import type { Backlog } from './backlog-probe.js';
 import type { Settlement } from './batch-settlement.js';
 import type { FailureCause, RelayLink, RelayLinks } from './link-health.js';
 import type { RelayStats } from './relay-events.js';
+import type { ScheduledCount } from './scheduled-count.js';
 
 /** The relay's Prometheus metrics and its `stats`; work is counted only once its batch committed. */
 export interface RelayMetrics {
@@ -17,12 +18,16 @@ export interface RelayMetrics {
   outage(link: RelayLink): void;
   /** Counts an event listener that threw. */
   listenerError(event: string): void;
+  /** Counts scheduled rows moved into the outbox (a committed move), and those the outbox had already. */
+  scheduledMoved(rows: number, duplicates: number): void;
 }
 
 /** What the relay's gauges read when the registry renders. */
 export interface RelayProbes {
   /** The backlog, bounded and cached (backlog-probe.ts). */
   backlog(): Promise<Backlog>;
+  /** The scheduled rows, bounded and cached like the backlog (scheduled-count.ts). */
+  scheduled(): Promise<ScheduledCount>;
   ready(): boolean;
   links(): RelayLinks;
 }
@@ -58,6 +63,26 @@ export function createRelayMetrics(registry: MetricsRegistry, probes: RelayProbe
     async () => (await probes.backlog()).rows,
   );
   registry.gauge('mailroom_outbox_oldest_age_seconds', 'Age of the oldest unpublished outbox row (read at most every 5 s).', async () => (await probes.backlog()).oldestAgeSeconds);
+  const scheduledMoved = registry.counter('mailroom_relay_scheduled_moved_total', 'Scheduled rows moved into the outbox when they fell due.');
+  const scheduledDuplicates = registry.counter(
+    'mailroom_relay_scheduled_duplicates_total',
+    'Scheduled rows whose message id the outbox held already when they fell due (the same message enqueued twice): not inserted twice.',
+  );
+  const lateness = registry.histogram(
+    'mailroom_relay_scheduled_lateness_seconds',
+    "Scheduled rows: time from the row's due time (deliverAt) to the broker's confirm of its publish.",
+    LATENCY_BUCKETS,
+  );
+  registry.gauge(
+    'mailroom_outbox_scheduled',
+    'Scheduled messages waiting for their time (exact up to 10000, above it the planner estimate; read at most every 5 s).',
+    async () => (await probes.scheduled()).rows,
+  );
+  registry.gauge(
+    'mailroom_outbox_scheduled_overdue_seconds',
+    'How long the earliest scheduled message is past its due time (0 when none is due; read at most every 5 s). Above a second or so, no relay moves scheduled messages.',
+    async () => (await probes.scheduled()).overdueSeconds,
+  );
   registry.gauge('mailroom_relay_ready', 'Whether the relay can publish (1) or not (0).', async () => (probes.ready() ? 1 : 0));
   registry.gauge(
     'mailroom_relay_link_up',
@@ -91,6 +116,7 @@ export function createRelayMetrics(registry: MetricsRegistry, probes: RelayProbe
       add(deadLetterWriteFailed, s.deadLetterWriteFailures.length);
       for (const d of s.deadLetters) deadLettered.inc({ reason: d.reason });
       for (const seconds of s.latencies) latency.observe(seconds);
+      for (const seconds of s.lateness) lateness.observe(seconds);
       batches.inc();
     },
     batchFailed(cause) {
@@ -101,6 +127,10 @@ export function createRelayMetrics(registry: MetricsRegistry, probes: RelayProbe
     },
     listenerError(event) {
       listenerErrors.inc({ event });
+    },
+    scheduledMoved(rows, duplicates) {
+      add(scheduledMoved, rows);
+      add(scheduledDuplicates, duplicates);
     },
   };
 }

@@ -1,6 +1,6 @@
-import { z } from 'zod';
-import { DEFAULT_SCHEMA, type AmqpConnection, type Logger, type MetricsRegistry, type PgPoolLike } from '@mailroom/core';
-import { parseConfig, validateIdentifier } from '@mailroom/core/internal';
+import { z } from 'zod/v4';
+import { DEFAULT_SCHEMA, MailroomError, type AmqpConnection, type Logger, type MetricsRegistry, type PgPoolLike } from '@mailroom/core';
+import { isKysely, parseConfig, validateIdentifier } from '@mailroom/core/internal';
 
 const positiveInt = z.number().int().positive();
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null;
@@ -11,7 +11,10 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
  * upper snake case) and its `--help` from this schema, so the two cannot drift.
  */
 export const relayOptionsSchema = z.strictObject({
-  /** A PostgreSQL URL, or a `pg` Pool the relay borrows connections from (it never ends a pool it did not create). */
+  /**
+   * A PostgreSQL URL, or a `pg` Pool the relay borrows connections from (it never ends a pool it did
+   * not create). Not a kysely instance: give the relay the Pool your `PostgresDialect` was made with.
+   */
   database: z
     .union([z.string().min(1), z.custom<PgPoolLike>((v) => isObject(v) && 'connect' in v, 'expected a pg Pool')])
     .meta({ env: 'MAILROOM_DATABASE_URL', description: 'PostgreSQL URL, e.g. postgres://user:pass@host:5432/db (required)' }),
@@ -52,6 +55,11 @@ export const relayOptionsSchema = z.strictObject({
   leaseHeartbeatMs: positiveInt.default(1000).meta({ description: 'lease renewal and rebalancing interval in ordering mode' }),
   /** Declare a missing exchange as a durable topic exchange instead of failing the row. Default: true. */
   declareExchanges: z.boolean().default(true).meta({ description: 'declare missing exchanges as durable topic exchanges' }),
+  /**
+   * Keep every published row in `outbox_archive` (written in the transaction that deletes it from
+   * the outbox), for `mailroom history replay`/`list`/`show`. Needs INSERT on the table. Default: false.
+   */
+  archive: z.boolean().default(false).meta({ description: 'keep published rows in outbox_archive for history replay (true/false)' }),
   /** How long `stop()` waits for the batch in flight, in ms. Default: 30000. */
   shutdownTimeoutMs: positiveInt.default(30_000).meta({ description: 'how long SIGTERM waits for the batch in flight' }),
   /** Instance name, in logs and as the connection names. Default: `mailroom-relay-<pid>`. */
@@ -74,6 +82,16 @@ export type ResolvedRelayOptions = z.output<typeof relayOptionsSchema>;
 
 /** Validates relay options, naming every unknown key and every bad value. */
 export function resolveRelayOptions(options: RelayOptions): ResolvedRelayOptions {
+  // Producers and consumers take kysely, so passing the same `db` here is the natural first guess;
+  // the generic "expected a pg Pool" would not say which object to pass instead.
+  const database: unknown = isObject(options) ? options.database : undefined;
+  if (isKysely(database)) {
+    const problem =
+      '"database": got a kysely instance, but the relay needs the pg Pool itself (it LISTENs for new rows and holds ' +
+      'its leases on its own connections): pass the Pool your kysely PostgresDialect was made with ' +
+      '(`new PostgresDialect({ pool })` → `createRelay({ database: pool, … })`), or a PostgreSQL URL';
+    throw new MailroomError('INVALID_CONFIG', `Invalid relay options: ${problem}`, { details: { issues: [problem] } });
+  }
   const resolved = parseConfig(relayOptionsSchema, options, 'relay options');
   validateIdentifier(resolved.schema);
   return resolved;

@@ -13,6 +13,8 @@ export interface OutboxRow {
   /** Milliseconds since the epoch: a number is cheaper to read than a timestamp parsed into a Date. */
   occurred_ms: number;
   created_ms: number;
+  /** Its due time in ms since the epoch, for a row that was scheduled (moved from `outbox_scheduled`); else null. */
+  deliver_ms?: number | null;
   attempts: number;
   /** Its last publish failed in a channel the broker closed with 406: it is published alone. */
   suspect: boolean;
@@ -38,6 +40,11 @@ export interface RelaySql {
   claimOrdered: string;
   /** Deletes settled rows: confirmed ones and those moved to the dead letters. */
   remove: string;
+  /**
+   * Deletes published rows and writes them into `outbox_archive` in one statement (the relay's
+   * `archive` option): a row is in exactly one of the two tables at every commit.
+   */
+  removeArchived: string;
   /** Pushes failed rows back with their next attempt's delay and the error. */
   retry: string;
 }
@@ -45,7 +52,8 @@ export interface RelaySql {
 const COLUMNS = `o.id, o.message_id, o.type, o.exchange, o.routing_key, o.key, o.headers::pg_catalog.text AS headers,
   o.payload::pg_catalog.text AS payload,
   (extract(epoch FROM o.occurred_at) OPERATOR(pg_catalog.*) 1000)::double precision AS occurred_ms,
-  (extract(epoch FROM o.created_at) OPERATOR(pg_catalog.*) 1000)::double precision AS created_ms, o.attempts,
+  (extract(epoch FROM o.created_at) OPERATOR(pg_catalog.*) 1000)::double precision AS created_ms,
+  (extract(epoch FROM o.deliver_at) OPERATOR(pg_catalog.*) 1000)::double precision AS deliver_ms, o.attempts,
   (o.last_error IS NOT NULL AND pg_catalog.starts_with(o.last_error, '${PRECONDITION_FAILED_PREFIX}')) AS suspect`;
 
 const DUE = `o.available_at OPERATOR(pg_catalog.<=) pg_catalog.now()`;
@@ -69,6 +77,12 @@ export function relaySql(schema: string): RelaySql {
       ORDER BY o.id LIMIT $1 FOR UPDATE OF o`,
     // $1 ids, comma-separated (one string: pg serializes it in one step, not element by element)
     remove: `DELETE FROM ${outbox} WHERE id OPERATOR(pg_catalog.=) ANY (pg_catalog.string_to_array($1::pg_catalog.text, ',')::bigint[])`,
+    // $1 ids, comma-separated. published_at defaults to now(): the batch transaction's start,
+    // the day partition it lands in.
+    removeArchived: `WITH gone AS (DELETE FROM ${outbox} WHERE id OPERATOR(pg_catalog.=) ANY (pg_catalog.string_to_array($1::pg_catalog.text, ',')::bigint[])
+        RETURNING id, message_id, type, exchange, routing_key, key, headers, payload, occurred_at)
+      INSERT INTO ${quoteIdentifier(schema)}.outbox_archive (outbox_id, message_id, type, exchange, routing_key, key, headers, payload, occurred_at)
+      SELECT id, message_id, type, exchange, routing_key, key, headers, payload, occurred_at FROM gone`,
     // $1 ids, $2 delays in ms, $3 errors
     retry: `UPDATE ${outbox} o SET attempts = o.attempts OPERATOR(pg_catalog.+) 1,
         available_at = pg_catalog.now() OPERATOR(pg_catalog.+) (d.delay_ms::double precision OPERATOR(pg_catalog.*) interval '1 millisecond'),

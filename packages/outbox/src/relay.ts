@@ -14,6 +14,8 @@ import { resolveRelayOptions, type RelayOptions, type ResolvedRelayOptions } fro
 import type { RelayRuntime } from './relay-runtime.js';
 import { relaySql } from './relay-sql.js';
 import { emitSafely } from './safe-emit.js';
+import { scheduledCount, type ScheduledCount } from './scheduled-count.js';
+import { createScheduledMover, type ScheduledMover } from './scheduled-mover.js';
 import { runUnorderedLoop } from './unordered-loop.js';
 import { createWakeUp } from './wake-up.js';
 
@@ -46,6 +48,12 @@ export interface Relay extends EventEmitter<RelayEvents> {
    * 10,000 rows, above that PostgreSQL's estimate (never less than 10,001).
    */
   backlog(): Promise<{ rows: number; oldestAgeSeconds: number }>;
+  /**
+   * Scheduled messages waiting for their time (`enqueue` with `deliverAt` / `delay`): how many
+   * (bounded like `backlog()`), the earliest due time, and how far past it the earliest one is.
+   * The same as `scheduledCount(pool, { schema })`.
+   */
+  scheduled(): Promise<ScheduledCount>;
   /** `await using relay = createRelay(…)` stops it at the end of the scope. */
   [Symbol.asyncDispose](): Promise<void>;
 }
@@ -70,6 +78,7 @@ class OutboxRelay extends EventEmitter<RelayEvents> implements Relay {
   readonly #counts: RelayMetrics;
   readonly #links: LinkHealth;
   readonly #runtime: RelayRuntime;
+  readonly #mover: ScheduledMover;
   readonly #backlogSql: string;
   readonly #resolveDone: () => void;
   readonly #onConnected = (): void => this.#links.up('rabbitmq');
@@ -102,6 +111,7 @@ class OutboxRelay extends EventEmitter<RelayEvents> implements Relay {
     });
     this.#counts = createRelayMetrics(this.metrics, {
       backlog: cachedBacklog(() => this.backlog()),
+      scheduled: cachedBacklog(() => this.scheduled()),
       ready: () => this.ready,
       links: () => this.links,
     });
@@ -126,6 +136,7 @@ class OutboxRelay extends EventEmitter<RelayEvents> implements Relay {
         pollIntervalMs: options.pollIntervalMs,
         log,
         onFailure: (stage, error) => failure(stage, new LinkFailure('postgres', error)),
+        onScheduled: () => this.#mover.poke(),
       }),
       checkOut: () => checkOut(this.#pool, (error) => log.warn(`relay: ${describeLostConnection(error)}`)),
       linkUp: (link) => this.#links.up(link),
@@ -139,6 +150,14 @@ class OutboxRelay extends EventEmitter<RelayEvents> implements Relay {
       failure,
       committed: (settlement, durationMs) => this.#committed(settlement, durationMs),
     };
+    this.#mover = createScheduledMover(this.#runtime, {
+      moved: (rows, duplicates) => {
+        this.#counts.scheduledMoved(rows, duplicates.length);
+        if (duplicates.length > 0) {
+          log.warn(`relay: ${duplicates.length} scheduled message(s) fell due while the outbox held the same message id (not inserted twice): ${duplicates.slice(0, 5).join(', ')}`);
+        }
+      },
+    });
   }
 
   get ready(): boolean {
@@ -163,6 +182,10 @@ class OutboxRelay extends EventEmitter<RelayEvents> implements Relay {
 
   async backlog(): Promise<Backlog> {
     return readBacklog(this.#pool, this.#o.schema, this.#backlogSql);
+  }
+
+  async scheduled(): Promise<ScheduledCount> {
+    return scheduledCount(this.#pool, { schema: this.#o.schema });
   }
 
   async start(): Promise<void> {
@@ -194,6 +217,8 @@ class OutboxRelay extends EventEmitter<RelayEvents> implements Relay {
     } else {
       for (let i = 0; i < o.concurrency; i++) this.#loops.push(guard(runUnorderedLoop(this.#runtime, i)));
     }
+    // Scheduled rows are moved into the outbox as they fall due, in either mode.
+    this.#loops.push(guard(this.#mover.run()));
     this.#runtime.log.info(
       `relay started: schema "${o.schema}", ${o.ordering ? `ordering on, ${o.partitions} partitions` : `${o.concurrency} workers`}, batch ${o.batchSize}`,
     );
@@ -217,7 +242,7 @@ class OutboxRelay extends EventEmitter<RelayEvents> implements Relay {
       { onRetry: (error, ms) => this.#runtime.log.warn(`relay start: ${describeTransient(error, ms)}`) },
     );
     if ((present as { present?: boolean } | undefined)?.present !== true) {
-      throw new MailroomError('MIGRATION_FAILED', `Table ${table} does not exist: run \`mailroom migrate\` (or migrate()) first.`);
+      throw new MailroomError('NOT_MIGRATED', `Table ${table} does not exist: run \`mailroom migrate\` (or migrate()) first.`);
     }
     // A role without its grants is refused here, once, naming what is missing: at run time a
     // missing DELETE on outbox would roll back every confirmed batch and publish it again.

@@ -72,7 +72,16 @@ export interface WakeUpOptions {
   log: Logger;
   /** Reports a failed LISTEN (it is retried). */
   onFailure(stage: string, error: unknown): void;
+  /**
+   * A row was scheduled due before every other one (migration 11's trigger, payload
+   * {@link SCHEDULED_PAYLOAD}), or LISTEN (re)started and such a NOTIFY may have been missed: the
+   * scheduled mover looks at its next due time again. Such a NOTIFY wakes no worker.
+   */
+  onScheduled?(): void;
 }
+
+/** The payload of migration 11's NOTIFY: a new earliest scheduled row, not a new outbox row. */
+export const SCHEDULED_PAYLOAD = 'scheduled';
 
 /** The `xip` text array of a one-row result (null when no transaction was listed). */
 function xipOf(rows: readonly unknown[]): string[] {
@@ -132,7 +141,10 @@ export function createWakeUp(options: WakeUpOptions): WakeUp {
         return;
       }
       // The structural pool type has no events; a pg client has them.
-      (lease.client as unknown as pg.PoolClient).on('notification', nudge);
+      (lease.client as unknown as pg.PoolClient).on('notification', (message) => {
+        if (message.payload === SCHEDULED_PAYLOAD) options.onScheduled?.();
+        else nudge();
+      });
       // The connection is destroyed at release: these settings never reach another pool user.
       // A lock wait longer than a second means something odd holds the "asleep" lock: poll.
       // Its only commits with an id (the mark taken when going to sleep) need no WAL flush.
@@ -143,8 +155,9 @@ export function createWakeUp(options: WakeUpOptions): WakeUp {
       }
       listener = lease;
       registered = false;
-      // Rows committed while nobody listened are picked up at once.
+      // Rows committed (or scheduled earlier) while nobody listened are picked up at once.
       nudge();
+      options.onScheduled?.();
     } catch (error) {
       lease?.release(true);
       // A connection lost on the way has scheduled its own retry.
