@@ -117,7 +117,7 @@ async function runOne<TTx>(s: BatchSession<TTx>, sql: BatchSql, entry: BatchEntr
   const { t } = entry;
   let payload: unknown;
   try {
-    payload = t.binding.contract.parse(t.body);
+    payload = await t.binding.contract.decode(t.body, t.message.version);
   } catch (error) {
     await s.exec([sql.deleteRow(t.message.messageId)]);
     entry.result = { kind: 'failed', failure: new HandlerFailure(error, isMailroomError(error, 'INVALID_PAYLOAD') ? 'invalidPayload' : 'transient') };

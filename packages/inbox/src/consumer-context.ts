@@ -5,6 +5,7 @@ import type { ConsumerEvents, ConsumerStats } from './consumer-events.js';
 import type { ConsumerMetrics } from './consumer-metrics.js';
 import type { ResolvedConsumerOptions } from './consumer-options.js';
 import type { HandlerTransaction, TransactionOutcome } from './handler-transaction.js';
+import type { ParkedKeys } from './parked-keys.js';
 
 /**
  * What the per-delivery work (validation, handler transaction, failure routing) shares with the
@@ -33,6 +34,8 @@ export interface ConsumerContext<TTx> {
    * each in a savepoint; otherwise alone (`runHandlerTransaction`).
    */
   commit(t: HandlerTransaction<TTx>): Promise<TransactionOutcome>;
+  /** The parked keys of the queue (sequenced dead letters): consulted only with ordering on. */
+  readonly parks: ParkedKeys;
   /** True once stop() began. */
   stopping(): boolean;
   /** True when `channel` closed: its unacked deliveries come back from the broker, in queue order. */

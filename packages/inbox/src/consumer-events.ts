@@ -13,7 +13,7 @@ export interface ConsumerStats {
   duplicates: number;
   /** Of `duplicates`, those whose body differs from the one handled (same id, another payload). */
   conflictingDuplicates: number;
-  /** Deliveries that came by the delay-queue route without a valid seal (forged retry state), handled as attempt 1. */
+  /** Deliveries that came by the delay-queue route with retry headers but no valid seal (forged retry state), handled as attempt 1. */
   forged: number;
   /** Handler failures (each retried or dead-lettered). */
   failures: number;
@@ -63,4 +63,6 @@ export interface ConsumerEvents {
   deadLettered: [info: DeadLetteredInfo];
   /** A delivery went back to the queue because of an infrastructure error. */
   requeued: [info: { messageId: string; error: string }];
+  /** Partitioned: the partitions this process consumes changed (ascending). */
+  partitions: [held: number[]];
 }

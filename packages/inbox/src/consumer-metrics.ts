@@ -9,7 +9,7 @@ export interface ConsumerMetrics {
   duplicates: Counter;
   /** `mailroom_inbox_conflicting_duplicates_total{consumer}`: duplicates with another payload (also counted as duplicates). */
   conflictingDuplicates: Counter;
-  /** `mailroom_inbox_forged_total{consumer}`: deliveries by the delay-queue route without a valid seal. */
+  /** `mailroom_inbox_forged_total{consumer}`: deliveries by the delay-queue route with retry headers but no valid seal. */
   forged: Counter;
   /** `mailroom_inbox_trimmed_copies_total{consumer}`: dead-letter copies sent without some of the delivery's headers (they did not fit). */
   trimmedCopies: Counter;
@@ -42,7 +42,7 @@ export function consumerMetrics(registry: MetricsRegistry = new MetricsRegistry(
       'Duplicate deliveries whose body differs from the one handled under their id (acked; the first one stays).',
       ['consumer'],
     ),
-    forged: registry.counter('mailroom_inbox_forged_total', 'Deliveries by the delay-queue route without a valid seal (retry state ignored).', ['consumer']),
+    forged: registry.counter('mailroom_inbox_forged_total', 'Deliveries by the delay-queue route with retry headers but no valid seal (retry state ignored).', ['consumer']),
     trimmedCopies: registry.counter('mailroom_inbox_trimmed_copies_total', "Dead-letter copies sent without some of the delivery's headers, which did not fit.", ['consumer']),
     failures: registry.counter('mailroom_inbox_failures_total', 'Handler failures (each one retried or dead-lettered).', ['consumer', 'type']),
     retries: registry.counter('mailroom_inbox_retries_total', 'Deliveries sent to a delay queue for another attempt.', ['consumer']),

@@ -1,10 +1,12 @@
-import { z } from 'zod';
+import { z } from 'zod/v4';
 import { DEFAULT_DEAD_LETTERS, DEFAULT_SCHEMA, MailroomError, type AmqpConnection, type Logger, type MetricsRegistry, type Queryable } from '@mailroom/core';
 import { isKysely, isPgPool, parseConfig, validateIdentifier } from '@mailroom/core/internal';
 import type { HandlerBinding } from './handler.js';
 import { checkBrokerNames } from './broker-names.js';
 import { delayQueuesOf } from './consumer-topology.js';
 import { checkRetentionWindow, inboxRetentionSchema } from './inbox-retention.js';
+import { partitionOptionsSchema, type PartitionOptions } from './partition-options.js';
+import { partitionExchangeName, partitionQueueName } from './partition-topology.js';
 import { retryPolicySchema } from './retry-policy.js';
 
 // The name is inlined into the BEGIN + inbox insert round trip (see handler-transaction.ts): this
@@ -118,8 +120,17 @@ export const consumerOptionsSchema = z.strictObject({
     .meta({ description: 'deliveries that may share one transaction (group commit), each in its own savepoint; 1 = off' }),
   /** Retries of transient failures. Default: 5 attempts, 1 s doubling up to 5 min. */
   retry: retryPolicySchema.prefault({}).meta({ description: 'retries of transient failures' }),
-  /** Handle messages of one key (the event's ordering key) one at a time, in delivery order. Default: false. */
+  /**
+   * Handle messages of one key (the event's ordering key) one at a time, in delivery order; a
+   * failing message is retried in place while its key waits. Default: false (true with `partitions`).
+   */
   ordering: z.boolean().default(false).meta({ description: 'handle messages of one key one at a time, in delivery order' }),
+  /**
+   * Partitioned consumption across processes: `{ count }` partition queues fed by RabbitMQ's
+   * consistent-hash exchange on the ordering key, shared by the processes of this consumer
+   * through leases in PostgreSQL. Implies `ordering`. Default: none (one work queue).
+   */
+  partitions: partitionOptionsSchema.optional().meta({ description: 'partition queues shared across processes (implies ordering)', defaultText: 'none: one work queue' }),
   /** Bodies larger than this go to the dead letters unread. Default: 1048576 (1 MiB). */
   maxBodyBytes: z.number().int().positive().default(1_048_576).meta({ description: 'larger bodies go to the dead letters unread' }),
   /**
@@ -146,7 +157,9 @@ export type ConsumerOptions<TTx = Queryable> = Omit<z.input<typeof consumerOptio
 };
 
 /** Consumer options with every default filled in, and the handlers by message type. */
-export type ResolvedConsumerOptions<TTx = Queryable> = Omit<z.output<typeof consumerOptionsSchema>, 'handlers' | 'queue' | 'bindings'> & {
+export type ResolvedConsumerOptions<TTx = Queryable> = Omit<z.output<typeof consumerOptionsSchema>, 'handlers' | 'queue' | 'bindings' | 'partitions'> & {
+  /** Partitioned consumption, with the pool of the lease session resolved; undefined for one work queue. */
+  partitions: (PartitionOptions & { pool: NonNullable<PartitionOptions['pool']> }) | undefined;
   /** The work queue. */
   queue: string;
   /** What the work queue is bound to. */
@@ -162,6 +175,9 @@ export type ResolvedConsumerOptions<TTx = Queryable> = Omit<z.output<typeof cons
 export function resolveConsumerOptions<TTx>(input: ConsumerOptions<TTx>): ResolvedConsumerOptions<TTx> {
   const options = parseConfig(consumerOptionsSchema, input, 'consumer options');
   validateIdentifier(options.schema);
+  if (input.partitions !== undefined && input.ordering === false) {
+    throw new MailroomError('INVALID_CONFIG', 'Invalid consumer options: "partitions" keeps each key in order across processes and needs "ordering"; leave "ordering" out or set it to true.');
+  }
   const handlers = new Map<string, HandlerBinding<TTx>>();
   for (const binding of input.handlers) {
     if (handlers.has(binding.contract.type)) {
@@ -174,12 +190,29 @@ export function resolveConsumerOptions<TTx>(input: ConsumerOptions<TTx>): Resolv
   checkRetentionWindow(options.retention.windowMs, options.retry);
   const queue = options.queue ?? options.name;
   const bindings = options.bindings ?? [...defaults.values()];
+  const partitions = resolvePartitions(options);
   checkBrokerNames({
     queue: { option: options.queue === undefined ? 'name' : 'queue', value: queue },
-    delayQueues: [...delayQueuesOf(queue, options.retry).values()],
+    // The longest derived name is checked against AMQP's limit with the delay queues'.
+    delayQueues: [
+      ...delayQueuesOf(queue, options.retry).values(),
+      ...(partitions ? [partitionQueueName(queue, partitions.count - 1), partitionExchangeName(queue)] : []),
+    ],
     bindings,
     bindingsFromContracts: options.bindings === undefined,
     deadLetters: options.deadLetters,
   });
-  return { ...options, queue, bindings, handlers };
+  return { ...options, ordering: options.ordering || partitions !== undefined, queue, bindings, handlers, partitions };
+}
+
+/** Partitions imply ordering (refused with `ordering: false`) and need a pg Pool for their lease session. */
+function resolvePartitions(options: z.output<typeof consumerOptionsSchema>): ResolvedConsumerOptions['partitions'] {
+  const p = options.partitions;
+  if (p === undefined) return undefined;
+  const refuse = (why: string): never => {
+    throw new MailroomError('INVALID_CONFIG', `Invalid consumer options: "partitions": ${why}`);
+  };
+  const pool = p.pool ?? (isPgPool(options.db) ? options.db : undefined);
+  if (pool === undefined) return refuse('the partition leases need a pg Pool of their own connection: pass "partitions.pool" (the Pool your kysely dialect was made with)');
+  return { ...p, pool };
 }

@@ -30,10 +30,10 @@ export async function registerConsumer(db: Queryable, schema: string, registrati
     [`${q}.inbox_consumers`, `${q}.inbox`],
   );
   if (found.rows[0]?.consumers !== true) {
-    throw new MailroomError('INVALID_CONFIG', `Schema "${schema}" has no inbox tables: run \`mailroom migrate\` (or migrate() from @mailroom/core) first.`);
+    throw new MailroomError('NOT_MIGRATED', `Schema "${schema}" has no inbox tables: run \`mailroom migrate\` (or migrate() from @mailroom/core) first.`);
   }
   if (found.rows[0]?.hash !== true) {
-    throw new MailroomError('INVALID_CONFIG', `Schema "${schema}" has an inbox older than this version (no payload_hash column, migration 6): run \`mailroom migrate\` (or migrate() from @mailroom/core) first.`);
+    throw new MailroomError('NOT_MIGRATED', `Schema "${schema}" has an inbox older than this version (no payload_hash column, migration 6): run \`mailroom migrate\` (or migrate() from @mailroom/core) first.`);
   }
   await executor.query(
     `INSERT INTO ${q}.inbox_consumers (consumer, queue, retention_ms, retry_horizon_ms) VALUES ($1, $2, $3, $4)

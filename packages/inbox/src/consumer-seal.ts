@@ -15,7 +15,7 @@ export async function loadConsumerSeal(db: Queryable, schema: string, consumer: 
     const code = typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
     if (code === '42P01' || code === '3F000') {
       throw new MailroomError(
-        'MIGRATION_FAILED',
+        'NOT_MIGRATED',
         `Consumer "${consumer}": schema "${schema}" has no secrets table (the key that seals retry and dead-letter copies): run \`mailroom migrate\` (or migrate() from @mailroom/core) first.`,
         { cause: error },
       );

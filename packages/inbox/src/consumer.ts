@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ConfirmChannel, ConsumeMessage } from 'amqplib';
-import { MailroomError, describeError, silentLogger, type AmqpConnection, type Logger, type Queryable } from '@mailroom/core';
+import { MailroomError, describeError, isMailroomError, silentLogger, type AmqpConnection, type Logger, type Queryable } from '@mailroom/core';
 import {
   AmqpSubscription,
   assertGrants,
@@ -27,6 +27,8 @@ import { cleanupInbox } from './inbox-retention.js';
 import { createGroupCommitter } from './group-commit.js';
 import { runHandlerTransaction } from './handler-transaction.js';
 import { createKeySerializer } from './key-serializer.js';
+import { PartitionAssignment } from './partition-assignment.js';
+import { ParkedKeys } from './parked-keys.js';
 import { retryHorizonMs } from './retry-policy.js';
 
 /**
@@ -43,8 +45,10 @@ export interface Consumer extends EventEmitter<ConsumerEvents> {
   readonly queue: string;
   /** What this consumer did since it started (a copy). */
   readonly stats: Readonly<ConsumerStats>;
-  /** The delay queue names, one per distinct retry delay. */
+  /** The delay queue names, one per distinct retry delay (none when partitioned: failures are retried in place). */
   readonly delayQueues: string[];
+  /** Partitioned: the partitions this process consumes now (ascending); otherwise empty. */
+  readonly partitions: number[];
   /**
    * Registers the consumer in the database, loads the envelope seal, declares the topology,
    * starts the dead-letter sink if one was given, and starts consuming. Resolves once subscribed;
@@ -103,6 +107,8 @@ class InboxConsumer<TTx> extends EventEmitter<ConsumerEvents> implements Consume
   #cleanupTimer: NodeJS.Timeout | undefined;
   #seal: EnvelopeSeal | undefined;
   #unguardPool: (() => void) | undefined;
+  readonly #assignment: PartitionAssignment | undefined;
+  readonly #parks: ParkedKeys;
 
   constructor(options: ResolvedConsumerOptions<TTx>) {
     super();
@@ -115,6 +121,7 @@ class InboxConsumer<TTx> extends EventEmitter<ConsumerEvents> implements Consume
       return this.#seal;
     };
     const inboxTable = `${quoteIdentifier(options.schema)}.inbox`;
+    this.#parks = new ParkedKeys(options.db, options.schema, options.queue);
     const metrics = consumerMetrics(options.metrics);
     const group =
       options.maxBatchSize > 1
@@ -143,6 +150,7 @@ class InboxConsumer<TTx> extends EventEmitter<ConsumerEvents> implements Consume
       logger: this.#logger,
       notify: (event, ...args) => this.#notify(event, ...args),
       aborts: this.#aborts,
+      parks: this.#parks,
       stopping: () => this.#stopping,
       closed: (channel) => this.#closedChannels.has(channel),
     };
@@ -158,6 +166,8 @@ class InboxConsumer<TTx> extends EventEmitter<ConsumerEvents> implements Consume
       setup: async (ch) => {
         ch.once('close', () => this.#closedChannels.add(ch));
         await declareConsumerTopology(ch, options);
+        // Partitioned, this channel only declares: each partition has a channel of its own (see partition-assignment.ts).
+        if (options.partitions !== undefined) return;
         await ch.prefetch(options.prefetch);
         const reply = await ch.consume(this.queue, (message) => {
           if (message === null) {
@@ -165,17 +175,41 @@ class InboxConsumer<TTx> extends EventEmitter<ConsumerEvents> implements Consume
             ch.close().catch(() => undefined);
             return;
           }
-          this.#dispatch(ch, message);
+          void this.#dispatch(ch, message);
         });
         this.#consumerTag = reply.consumerTag;
       },
       // What retrying cannot fix (403, 404, 406, 530) makes start() reject instead of hanging.
-      fatal: (error) => permanentStartError(this.name, this.queue, error),
+      fatal: (error) => (isMailroomError(error) ? error : permanentStartError(this.name, this.queue, error)),
       onSubscribed: () => this.#notify('subscribed'),
       onClosed: () => {
         this.#consumerTag = undefined;
       },
     });
+    const partitions = options.partitions;
+    this.#assignment =
+      partitions === undefined
+        ? undefined
+        : new PartitionAssignment({
+            consumer: this.name,
+            schema: options.schema,
+            queue: this.queue,
+            queueType: options.queueType,
+            count: partitions.count,
+            prefetch: options.prefetch,
+            rebalanceMs: partitions.rebalanceMs,
+            handoverTimeoutMs: partitions.handoverTimeoutMs,
+            pool: partitions.pool,
+            connection: this.#connection,
+            logger: this.#logger,
+            opened: (ch) => ch.once('close', () => this.#closedChannels.add(ch)),
+            dispatch: (ch, message) => this.#dispatch(ch, message),
+            changed: (held) => {
+              // Parks their previous owner wrote: read before any delivery of them is checked (see ParkedKeys).
+              if (options.ordering) this.#parks.reload().catch((error: unknown) => this.#logger.warn(`consumer ${this.name}: could not read the parked keys`, { error: describeError(error) }));
+              this.#notify('partitions', held);
+            },
+          });
   }
 
   // A listener that throws must not turn into a nack of a delivery that was already acked (the
@@ -193,7 +227,11 @@ class InboxConsumer<TTx> extends EventEmitter<ConsumerEvents> implements Consume
   }
 
   get delayQueues(): string[] {
-    return [...delayQueuesOf(this.queue, this.#o.retry).values()];
+    return this.#assignment ? [] : [...delayQueuesOf(this.queue, this.#o.retry).values()];
+  }
+
+  get partitions(): number[] {
+    return this.#assignment?.held ?? [];
   }
 
   async start(): Promise<void> {
@@ -223,6 +261,8 @@ class InboxConsumer<TTx> extends EventEmitter<ConsumerEvents> implements Consume
       await this.stop();
       throw error;
     }
+    // The topology is declared: take a share of the partitions (retried in the background while the database is away).
+    if (!this.#stopping) await this.#assignment?.start();
     const { cleanupIntervalMs } = this.#o.retention;
     if (cleanupIntervalMs > 0) {
       this.#cleanupTimer = setInterval(() => {
@@ -247,6 +287,8 @@ class InboxConsumer<TTx> extends EventEmitter<ConsumerEvents> implements Consume
       transient,
     );
     this.#seal = await retryTransient(() => loadConsumerSeal(this.#o.db, this.#o.schema, this.name), transient);
+    // Sequenced dead letters: the keys parked behind a dead letter of this queue.
+    if (this.#o.ordering) await retryTransient(() => this.#parks.reload(), transient);
   }
 
   // A login the broker refuses (wrong user or password) would be refused on every reconnect: one
@@ -278,9 +320,9 @@ class InboxConsumer<TTx> extends EventEmitter<ConsumerEvents> implements Consume
     await this.stop();
   }
 
-  #dispatch(channel: ConfirmChannel, message: ConsumeMessage): void {
+  #dispatch(channel: ConfirmChannel, message: ConsumeMessage): Promise<void> {
     // After stop() began, deliveries stay unacked and go back to the queue when the channel closes.
-    if (this.#stopping) return;
+    if (this.#stopping) return Promise.resolve();
     const key = this.#o.ordering ? deliveryKey(message) : null;
     const process = (): Promise<void> => processDelivery(this.#ctx, channel, message);
     // A delivery queued behind its key whose channel closed (or that waits while stopping)
@@ -290,6 +332,7 @@ class InboxConsumer<TTx> extends EventEmitter<ConsumerEvents> implements Consume
       key === null ? process() : this.#keys.run(key, async () => (this.#stopping || this.#closedChannels.has(channel) ? undefined : process()));
     const tracked = work.finally(() => this.#inFlight.delete(tracked));
     this.#inFlight.add(tracked);
+    return tracked;
   }
 
   async #stop(): Promise<void> {
@@ -301,6 +344,8 @@ class InboxConsumer<TTx> extends EventEmitter<ConsumerEvents> implements Consume
     if (channel && this.#consumerTag !== undefined) {
       await Promise.race([channel.cancel(this.#consumerTag).catch(() => undefined), sleep(2000, undefined, { ref: false })]);
     }
+    // Partitioned: no more rebalancing, every partition's consumer cancelled; the leases stay held until the channels closed.
+    await this.#assignment?.halt();
     const stopTimeoutMs = this.#o.stopTimeoutMs;
     const all = Promise.allSettled([...this.#inFlight, ...this.#keys.pending()]);
     const timedOut = await Promise.race([all.then(() => false), sleep(stopTimeoutMs, true, { ref: false })]);
@@ -316,6 +361,8 @@ class InboxConsumer<TTx> extends EventEmitter<ConsumerEvents> implements Consume
     // The channel may have been replaced by a resubscription while stopping: close both.
     if (channel && channel !== this.#subscription.channel) await Promise.race([channel.close().catch(() => undefined), sleep(2000, undefined, { ref: false })]);
     await this.#subscription.close();
+    // Channels first (unacked deliveries go back to the head of their partition), then the leases.
+    await this.#assignment?.close();
     if (this.#ownsConnection) await Promise.race([this.#connection.close(), sleep(2000, undefined, { ref: false })]);
     this.#unguardPool?.();
   }

@@ -1,4 +1,4 @@
-import { PUBLISH_LIMITS, encodedHeaderBytes, isReservedHeader, type CopyProperties, type WireMessage } from '@mailroom/core/internal';
+import { PUBLISH_LIMITS, VERSION_HEADER, encodedHeaderBytes, isReservedHeader, type CopyProperties, type WireMessage } from '@mailroom/core/internal';
 
 /**
  * What a copy's header table may take: amqplib encodes headers into a 64 KiB buffer, and core's
@@ -38,9 +38,9 @@ function withoutHeaders(message: WireMessage, names: ReadonlySet<string>): WireM
  * Encodes a copy of `message` and, when its headers do not fit amqplib's 64 KiB table any more
  * (mailroom's own headers come on top of the producer's), drops headers the copy carries over
  * from the delivery until it fits: the producer's own first, largest first, then mailroom's
- * envelope headers it came with (its key, its occurred-at time). What the codec writes for the
- * copy (attempt, origin, reason, error, source, seal) is encoded again each time and never
- * dropped. Bounded work: a handful of encodings whatever the number of headers.
+ * envelope headers it came with (its key, its occurred-at time; never its contract version, which
+ * a replay needs). What the codec writes for the copy (attempt, origin, reason, error, source,
+ * seal) is encoded again each time and never dropped. Bounded work: a handful of encodings whatever the number of headers.
  */
 export function fitCopy<P extends CopyProperties>(message: WireMessage, encode: CopyEncoder<P>, budget = COPY_HEADER_BUDGET): FittedCopy<P> {
   let properties = encode(message, []);
@@ -50,7 +50,8 @@ export function fitCopy<P extends CopyProperties>(message: WireMessage, encode: 
   // Only headers carried over as they came save anything: what the codec writes comes back anyway.
   const own = new Set(Object.keys(encode(withoutHeaders(message, new Set(Object.keys(incoming))), []).headers));
   const candidates = Object.entries(incoming)
-    .filter(([name, value]) => value !== undefined && !own.has(name) && properties.headers[name] === value)
+    // The contract version is never dropped (a few bytes): without it a replay would read the payload as version 1.
+    .filter(([name, value]) => value !== undefined && !own.has(name) && name !== VERSION_HEADER && properties.headers[name] === value)
     .map(([name, value]) => ({ name, bytes: entryBytes(name, value), reserved: isReservedHeader(name) }))
     .sort((a, b) => Number(a.reserved) - Number(b.reserved) || b.bytes - a.bytes);
   const dropped: DroppedHeader[] = [];

@@ -1,11 +1,13 @@
 import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { ConfirmChannel, ConsumeMessage } from 'amqplib';
 import { describeError } from '@mailroom/core';
-import { SpanKind, crashPoint, decodeDelivery, extractTraceContext, withSpan, type DecodedDelivery } from '@mailroom/core/internal';
+import { SpanKind, crashPoint, decodeDelivery, extractTraceContext, retryTransient, withSpan, type DecodedDelivery } from '@mailroom/core/internal';
 import type { ConsumerContext } from './consumer-context.js';
 import { UnroutableError } from './copy-publisher.js';
 import { validateDelivery, type AcceptedDelivery } from './delivery-validation.js';
-import { REQUEUE_PAUSE_MS, ack, deadLetter, requeueAfterPause, routeFailure, type Routed } from './failure-routing.js';
+import { REQUEUE_PAUSE_MS, ack, deadLetter, parkDelivery, requeueAfterPause, routeFailure, type Routed } from './failure-routing.js';
+import type { ParkCheck } from './parked-keys.js';
 import type { MessageMetadata } from './handler.js';
 import type { TransactionOutcome } from './handler-transaction.js';
 import { payloadHash } from './payload-hash.js';
@@ -16,10 +18,14 @@ import { payloadHash } from './payload-hash.js';
  */
 export async function processDelivery<TTx>(ctx: ConsumerContext<TTx>, channel: ConfirmChannel, message: ConsumeMessage): Promise<void> {
   try {
-    // A delivery whose database work failed under ordering is tried again in place (see routeFailure).
+    // A delivery whose database work failed under ordering is tried again in place, and so is a
+    // handler failure when failures are sequenced, as its next attempt (see routeFailure).
     let routed: Routed;
-    do routed = await processOnce(ctx, channel, message);
-    while (routed === 'again');
+    let inPlace = 0;
+    do {
+      routed = await processOnce(ctx, channel, message, inPlace);
+      if (routed === 'retry') inPlace += 1;
+    } while (routed !== 'settled');
   } catch (error) {
     // Only a broker failure while retrying or dead-lettering gets here (a copy not confirmed, or
     // returned): the delivery goes back to the queue after a pause, never at once.
@@ -34,10 +40,27 @@ export async function processDelivery<TTx>(ctx: ConsumerContext<TTx>, channel: C
   }
 }
 
-async function processOnce<TTx>(ctx: ConsumerContext<TTx>, channel: ConfirmChannel, message: ConsumeMessage): Promise<Routed> {
+async function processOnce<TTx>(ctx: ConsumerContext<TTx>, channel: ConfirmChannel, message: ConsumeMessage, inPlace: number): Promise<Routed> {
   const { name, queue } = ctx.options;
-  const delivery = decodeDelivery(message, queue, ctx.seal);
-  if (delivery.forged) countForged(ctx, message);
+  const decoded = decodeDelivery(message, queue, ctx.seal);
+  // Attempts made here already (retried in place) count on top of what the delivery carries.
+  const delivery = inPlace > 0 ? { ...decoded, attempt: decoded.attempt + inPlace } : decoded;
+  if (delivery.forged && inPlace === 0) countForged(ctx, message);
+  // Sequenced dead letters: a message of a key parked behind a dead letter is stored behind it,
+  // whatever it holds (even one that would fail validation comes after the head).
+  let park: ParkCheck = { kind: 'free' };
+  if (ctx.options.ordering && delivery.key !== null && delivery.messageId !== null) {
+    try {
+      park = await ctx.parks.check(delivery.key, delivery.messageId);
+    } catch (error) {
+      // The database cannot say whether the key is parked: wait and ask again, holding the key.
+      return parkCheckFailed(ctx, channel, message, error);
+    }
+    if (park.kind === 'parked') {
+      await parkDelivery(ctx, channel, message, { ...delivery, messageId: delivery.messageId }, park.head);
+      return 'settled';
+    }
+  }
   const checked = validateDelivery(message, delivery, {
     consumer: name,
     handlers: ctx.options.handlers,
@@ -79,6 +102,7 @@ async function processOnce<TTx>(ctx: ConsumerContext<TTx>, channel: ConfirmChann
   }
   crashPoint('inbox.after-commit-before-ack');
   ack(channel, message);
+  if (park.kind === 'released' && park.last) await liftPark(ctx, park);
   const seconds = (performance.now() - started) / 1000;
   if (outcome.kind === 'duplicate') {
     ctx.stats.duplicates += 1;
@@ -91,6 +115,31 @@ async function processOnce<TTx>(ctx: ConsumerContext<TTx>, channel: ConfirmChann
     ctx.metrics.handlerSeconds.observe(seconds, { consumer: name });
     ctx.notify('handled', meta, seconds * 1000);
   }
+  return 'settled';
+}
+
+/**
+ * The last message a release sent back is handled (or was already): the key flows again, unless
+ * more arrived behind the head meanwhile (see ParkedKeys.lift). A failure here leaves the park
+ * releasing: the next delivery of the key finds it so and tries again.
+ */
+async function liftPark<TTx>(ctx: ConsumerContext<TTx>, park: Extract<ParkCheck, { kind: 'released' }>): Promise<void> {
+  try {
+    // A park left releasing after its last message would hold the key for good: a link reset is waited out.
+    const lifted = await retryTransient(() => ctx.parks.lift(park.keyHash, park.head));
+    ctx.logger.info(`consumer ${ctx.options.name}: the key parked behind ${park.head} ${lifted ? 'flows again' : 'stays parked: messages arrived behind its head during the release'}`);
+  } catch (error) {
+    ctx.logger.warn(`consumer ${ctx.options.name}: could not lift the park behind ${park.head}`, { error: describeError(error) });
+  }
+}
+
+async function parkCheckFailed<TTx>(ctx: ConsumerContext<TTx>, channel: ConfirmChannel, message: ConsumeMessage, error: unknown): Promise<Routed> {
+  ctx.logger.warn(`consumer ${ctx.options.name}: could not read the parked keys; the delivery waits`, { error: describeError(error) });
+  if (!ctx.stopping() && !ctx.closed(channel)) {
+    await sleep(REQUEUE_PAUSE_MS, undefined, { ref: false });
+    if (!ctx.stopping() && !ctx.closed(channel)) return 'again';
+  }
+  await requeueAfterPause(ctx, channel, message);
   return 'settled';
 }
 
@@ -158,6 +207,7 @@ function metadataOf<TTx>(ctx: ConsumerContext<TTx>, message: ConsumeMessage, del
   return {
     messageId: checked.messageId,
     type: checked.binding.contract.type,
+    version: checked.version,
     key: delivery.key,
     headers: delivery.headers,
     occurredAt: delivery.occurredAt,

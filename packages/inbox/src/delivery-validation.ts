@@ -10,6 +10,8 @@ export interface AcceptedDelivery<TTx> {
   messageId: string;
   /** The handler of its type. */
   binding: HandlerBinding<TTx>;
+  /** The contract version the payload arrived as (1 when no header says otherwise); the handler gets the latest. */
+  version: number;
   /** The parsed JSON body, not yet validated by the contract (that happens in the transaction). */
   body: unknown;
 }
@@ -39,7 +41,8 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
  * The validation ladder: the checks a delivery passes before any database work, cheapest first,
  * so a hostile message costs bounded work (an oversized body is never decoded, a too deeply
  * nested one never parsed). Each refusal is a dead-letter verdict, never a requeue: another
- * attempt cannot fix any of them.
+ * attempt cannot fix any of them (a version newer than the contract knows is fixed by upgrading
+ * the consumer, then replaying the dead letter).
  */
 export function validateDelivery<TTx>(message: WireMessage, delivery: DecodedDelivery, limits: DeliveryLimits<TTx>): AcceptedDelivery<TTx> | RefusedDelivery {
   if (message.content.length > limits.maxBodyBytes) {
@@ -62,6 +65,17 @@ export function validateDelivery<TTx>(message: WireMessage, delivery: DecodedDel
       `No handler for message type ${delivery.type !== null ? `"${delivery.type}"` : '(none)'} in consumer "${limits.consumer}"; it handles ${[...limits.handlers.keys()].map((t) => `"${t}"`).join(', ')}.`,
     );
   }
+  // A version this consumer cannot read is settled before any parsing or database work: a newer
+  // one waits in the dead letters until the consumer is upgraded and it is replayed.
+  if (!delivery.version.ok) return refuse(DEAD_LETTER_REASON.invalidVersion, delivery.version.problem);
+  const version = delivery.version.version;
+  const latest = binding.contract.latestVersion;
+  if (version > latest) {
+    return refuse(
+      DEAD_LETTER_REASON.unknownVersion,
+      `Message type "${binding.contract.type}" version ${version} is newer than consumer "${limits.consumer}" knows (${latest}); replay it once the consumer knows version ${version}.`,
+    );
+  }
   if (exceedsJsonDepth(message.content, limits.maxJsonDepth)) {
     return refuse(DEAD_LETTER_REASON.invalidPayload, `The JSON body nests objects or arrays deeper than ${limits.maxJsonDepth} levels (maxJsonDepth); it was not parsed.`);
   }
@@ -71,7 +85,7 @@ export function validateDelivery<TTx>(message: WireMessage, delivery: DecodedDel
   } catch (error) {
     return refuse(DEAD_LETTER_REASON.notJson, `The body is not UTF-8 JSON: ${describeError(error)}`);
   }
-  return { accepted: true, messageId: delivery.messageId, binding, body };
+  return { accepted: true, messageId: delivery.messageId, binding, version, body };
 }
 
 function refuse(reason: DeadLetterReason, error: string): RefusedDelivery {

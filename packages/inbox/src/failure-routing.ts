@@ -8,8 +8,33 @@ import type { MessageMetadata } from './handler.js';
 import { HandlerFailure, isHandlerSqlState } from './handler-failure.js';
 import { retryDelayMs } from './retry-policy.js';
 
-/** What became of a failed delivery: settled one way or another, or to be tried again in place. */
-export type Routed = 'settled' | 'again';
+/**
+ * What became of a failed delivery: settled one way or another (or left unacked to a closed
+ * channel), or to be tried again in place: `again` without spending an attempt (the database
+ * failed), `retry` as its next attempt (the handler failed; sequenced failures, see below).
+ */
+export type Routed = 'settled' | 'again' | 'retry';
+
+/**
+ * True when a transient handler failure is retried in place, the delivery kept unacked while its
+ * key waits: with ordering on and a key (a trip through a delay queue would let later messages
+ * of the key overtake it), and for every message of a partitioned consumer (its partition queues
+ * have no delay queues).
+ */
+function retriesInPlace<TTx>(ctx: ConsumerContext<TTx>, meta: MessageMetadata): boolean {
+  return ctx.options.partitions !== undefined || (ctx.options.ordering && meta.key !== null);
+}
+
+/** Waits `ms`, in short steps, unless stop() begins or the channel closes first; true if it waited it all. */
+async function waitInPlace<TTx>(ctx: ConsumerContext<TTx>, channel: ConfirmChannel, ms: number): Promise<boolean> {
+  const until = Date.now() + ms;
+  for (;;) {
+    if (ctx.stopping() || ctx.closed(channel)) return false;
+    const left = until - Date.now();
+    if (left <= 0) return true;
+    await sleep(Math.min(left, 200), undefined, { ref: false });
+  }
+}
 
 /**
  * How long a delivery waits before it is given back to the queue. Nothing is ever requeued
@@ -44,6 +69,29 @@ export async function requeueAfterPause<TTx>(ctx: ConsumerContext<TTx>, channel:
 }
 
 /**
+ * With ordering on, a dead letter of a keyed message with a valid id parks its key: the later
+ * messages of the key are stored behind it (reason `parked`) instead of overtaking it.
+ */
+function headOf<TTx>(ctx: ConsumerContext<TTx>, delivery: DecodedDelivery, reason: DeadLetterReason): { key: string; messageId: string } | undefined {
+  if (!ctx.options.ordering || delivery.key === null || delivery.messageId === null || reason === DEAD_LETTER_REASON.parked) return undefined;
+  return { key: delivery.key, messageId: delivery.messageId };
+}
+
+/**
+ * Stores a delivery of a parked key behind its head, as a dead letter with reason `parked`, and
+ * acks it: the message waits in the store (listed as parked behind `head`) until the head is
+ * replayed or discarded, which releases it in order. Its place behind the head is recorded
+ * before the copy goes out, so a release never misses it.
+ */
+export async function parkDelivery<TTx>(ctx: ConsumerContext<TTx>, channel: ConfirmChannel, message: ConsumeMessage, delivery: DecodedDelivery & { messageId: string }, head: string): Promise<void> {
+  await ctx.parks.parkBehind(head, delivery.messageId);
+  await deadLetter(ctx, channel, message, delivery, {
+    reason: DEAD_LETTER_REASON.parked,
+    error: `Parked behind ${head}: an earlier message of its key is a dead letter; replay or discard ${head} to release this one in order.`,
+  });
+}
+
+/**
  * Sends a delivery to the dead letters and acks it. The copy is sealed and confirmed on the
  * broker before the original is acked, so a crash in between leaves a duplicate dead letter,
  * which the sink's upsert absorbs, never a loss. A copy whose headers no longer fit goes with
@@ -58,8 +106,14 @@ export async function deadLetter<TTx>(
   verdict: { reason: DeadLetterReason; error: string },
 ): Promise<void> {
   const { name, queue } = ctx.options;
+  const head = headOf(ctx, delivery, verdict.reason);
   const copy = await publishDeadLetterCopy(channel, ctx.options.deadLetters.exchange, message, delivery, { ...verdict, source: queue }, ctx.seal);
   crashPoint('inbox.after-dead-letter-before-ack');
+  // Sequenced dead letters: its key waits behind it from now on. Written after the copy is
+  // confirmed and before the ack: a crash in between brings the delivery back, and it is
+  // dead-lettered (and the key parked) again; a database failure leaves it unacked likewise.
+  if (head !== undefined) await ctx.parks.park(head.key, head.messageId);
+  crashPoint('inbox.after-park-before-ack');
   ack(channel, message);
   ctx.stats.deadLettered += 1;
   ctx.metrics.deadLettered.inc({ consumer: name, reason: verdict.reason });
@@ -151,6 +205,17 @@ export async function routeFailure<TTx>(
     await deadLetter(ctx, channel, message, delivery, { reason: DEAD_LETTER_REASON.nonRetryable, error: error.message });
   } else if (delivery.attempt >= ctx.options.retry.maxAttempts) {
     await deadLetter(ctx, channel, message, delivery, { reason: DEAD_LETTER_REASON.maxAttempts, error: `Failed ${delivery.attempt} time(s); last error: ${error.message}` });
+  } else if (retriesInPlace(ctx, meta)) {
+    // Sequenced failure: the next attempt runs here after the policy's delay, unacked, its key
+    // waiting behind it (other keys keep flowing). Counted in this process, so nobody outside can
+    // forge it; a crash or stop() meanwhile gives the delivery back to the head of its queue,
+    // where it starts counting again from 1.
+    const delayMs = retryDelayMs(ctx.options.retry, delivery.attempt);
+    ctx.stats.retries += 1;
+    ctx.metrics.retries.inc({ consumer: name });
+    ctx.logger.debug(`consumer ${name}: message ${meta.messageId} failed attempt ${delivery.attempt}, retrying in place in ${delayMs} ms`, { error: error.message });
+    ctx.notify('retrying', { message: meta, error: error.message, delayMs });
+    return (await waitInPlace(ctx, channel, delayMs)) ? 'retry' : 'settled';
   } else {
     await retryLater(ctx, channel, message, delivery, meta, error.message);
   }

@@ -103,7 +103,7 @@ export async function runHandlerTransaction<TTx>(t: HandlerTransaction<TTx>): Pr
     if (!inserted) return { kind: 'duplicate', storedHash: await storedHash(db, t as HandlerTransaction<unknown>) };
     let payload: unknown;
     try {
-      payload = t.binding.contract.parse(t.body);
+      payload = await t.binding.contract.decode(t.body, t.message.version);
     } catch (error) {
       throw new HandlerFailure(error, isMailroomError(error, 'INVALID_PAYLOAD') ? 'invalidPayload' : 'transient');
     }

@@ -7,6 +7,8 @@ export interface MessageMetadata {
   messageId: string;
   /** The message type. */
   type: string;
+  /** The contract version the payload arrived as (1 when it carried none); the payload was upcast to the latest. */
+  version: number;
   /** The ordering key, or null. */
   key: string | null;
   /** The message headers, as strings. */
@@ -29,7 +31,7 @@ export interface MessageMetadata {
 
 /** What a handler receives. */
 export interface HandlerContext<P, TTx = Queryable> {
-  /** The payload, validated by the contract. */
+  /** The payload, validated by the contract and upcast to its latest version. */
   payload: P;
   /**
    * The open transaction: a pg client after BEGIN, or a kysely Transaction. Pass it to
@@ -51,14 +53,15 @@ export type HandlerFunction<P, TTx = Queryable> = (context: HandlerContext<P, TT
 
 /** A contract and its handler, for `createConsumer({ handlers })`. */
 export interface HandlerBinding<TTx = Queryable> {
-  /** The message contract: its type selects the handler, its schema validates the payload. */
+  /** The message contract: its type selects the handler, its versions' schemas validate and upcast the payload. */
   readonly contract: MessageContract;
   /** The handler. */
   readonly handle: HandlerFunction<unknown, TTx>;
 }
 
 /**
- * Binds a handler to a contract, typing the payload from the contract's schema. `TTx` is the
+ * Binds a handler to a contract, typing the payload from the contract's latest version: a message
+ * of an older version is upcast before the handler sees it. `TTx` is the
  * transaction type your database handle gives (default: mailroom's structural `Queryable`;
  * with kysely, pass `Transaction<DB>`).
  *

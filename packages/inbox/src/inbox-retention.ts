@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import { z } from 'zod/v4';
 import { DEFAULT_SCHEMA, MailroomError, type Queryable } from '@mailroom/core';
 import { DEFAULT_INBOX_RETENTION_MS, quoteIdentifier, toExecutor } from '@mailroom/core/internal';
 import { retryHorizonMs, type RetryPolicy } from './retry-policy.js';

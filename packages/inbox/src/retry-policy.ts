@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import { z } from 'zod/v4';
 import { backoffDelay } from '@mailroom/core/internal';
 
 /**

@@ -77,6 +77,19 @@ describe('forged retry state (issue 9, defect 4)', () => {
     await consumer.stop();
   });
 
+  it('a plain message sent straight to the queue (a history replay) claims no retry state: handled, not counted as forged', async () => {
+    const handled: number[] = [];
+    const consumer = consumerFor(env, async ({ message }) => {
+      handled.push(message.attempt);
+    });
+    await consumer.start();
+    await publish(env, { orderId: 'direct-plain', total: 1 }, { exchange: '', routingKey: consumer.queue });
+    await vi.waitFor(() => expect(consumer.stats.handled).toBe(1), WAIT);
+    expect(handled).toEqual([1]);
+    expect(consumer.stats.forged).toBe(0);
+    await consumer.stop();
+  });
+
   it('start() says to migrate when the seal key or its table is missing', async () => {
     const db = await createTestDatabase();
     try {
