@@ -1,7 +1,8 @@
 import { MailroomError, type OutgoingMessage } from '@mailroom/core';
-import { inTransaction, replayHeaders, type Executor } from '@mailroom/core/internal';
+import { inTransaction, replayHeaders, versionOfHeaders, type Executor } from '@mailroom/core/internal';
 import { enqueue } from '@mailroom/outbox';
 import { recordAction } from './dead-letter-audit.js';
+import { heldBehindHead, releaseParked } from './parked-release.js';
 import type { DeadLetter } from './dead-letter.js';
 import { DEAD_LETTER_COLUMNS, toDeadLetter, type DeadLetterRow } from './dead-letter-row.js';
 import { selectionWhere, type DeadLetterSelection } from './dead-letter-selection.js';
@@ -61,6 +62,11 @@ export interface ReplayResult {
   lastId: string | null;
   /** True when the selection has nothing left after `lastId` (always true without `limit`). */
   done: boolean;
+  /**
+   * The parked messages released behind the replayed heads (sent after their head, in the order
+   * they arrived; not counted in `count`). Absent when none was.
+   */
+  released?: string[];
 }
 
 /** The rows that can go through the outbox, one per message id; the others are added to `skipped`. */
@@ -97,7 +103,8 @@ async function dropStillQueued(tx: Executor, ctx: StoreContext, unique: Map<stri
   }
 }
 
-function outgoing(dl: DeadLetter, payload: unknown): OutgoingMessage {
+/** The outbox message that replays `dl` (with `payload`), keeping its message id. */
+export function outgoing(dl: DeadLetter, payload: unknown): OutgoingMessage {
   if (!dl.replayTarget.replayable) throw new Error(`dead letter ${dl.id} is not replayable: ${dl.replayTarget.why}`);
   return {
     messageId: dl.messageId,
@@ -105,6 +112,9 @@ function outgoing(dl: DeadLetter, payload: unknown): OutgoingMessage {
     key: dl.key,
     // Only what the producer sent goes out again: mailroom's and the broker's headers are dropped.
     headers: replayHeaders(dl.headers),
+    // The contract version goes again as it came (the relay writes its header), so a consumer
+    // upgraded since reads the payload at the version it was written in.
+    version: versionOfHeaders(dl.headers),
     payload,
     occurredAt: occurredAtOfDeadLetter(dl),
     exchange: dl.replayTarget.exchange,
@@ -175,18 +185,38 @@ export async function replayDeadLetters(ctx: StoreContext, options: ReplayOption
     }
     const unique = replayable(deadLetters, skipped);
     await dropStillQueued(tx, ctx, unique, skipped);
+    // A parked message goes back only with its head (a replay of it alone would overtake the head).
+    const held = await heldBehindHead(tx, ctx, [...unique.values()]);
+    for (const [messageId, head] of held) {
+      const dl = unique.get(messageId);
+      if (dl === undefined) continue;
+      unique.delete(messageId);
+      skipped.push({ id: dl.id, messageId, why: `it is parked behind ${head}: replay or discard that head to release it in order` });
+    }
     const toReplay = [...unique.values()];
     if (options.force !== true) await assertWithinRetention(tx, ctx.quotedSchema, toReplay);
+    // Each head's parked messages follow it, in the order they arrived, in the one enqueue below:
+    // the outbox keeps that order per key.
+    const releases = dryRun ? [] : await releaseParked(tx, ctx, toReplay, 'replay');
+    const released = releases.flatMap((r) => r.released);
+    if (released.length > 0 && options.force !== true) await assertWithinRetention(tx, ctx.quotedSchema, released);
+    const sent: Array<{ dl: DeadLetter; payload: unknown }> = [];
+    for (const dl of toReplay) {
+      sent.push({ dl, payload: edited ? options.payload : dl.payload });
+      for (const r of releases) if (r.head.source === dl.source && r.head.messageId === dl.messageId) for (const p of r.released) sent.push({ dl: p, payload: p.payload });
+    }
     if (!dryRun && toReplay.length > 0) {
-      await enqueue(tx, toReplay.map((dl) => outgoing(dl, edited ? options.payload : dl.payload)), { schema: ctx.schema });
+      await enqueue(tx, sent.map((s) => outgoing(s.dl, s.payload)), { schema: ctx.schema });
       await tx.query(`UPDATE ${ctx.table} SET replayed_at = now() WHERE id = ANY($1::bigint[])`, [toReplay.map((dl) => dl.id)]);
       await recordAction(tx, ctx, {
         actor: options.actor ?? ctx.actor,
         action: 'replay',
         selection: { ...options, edited },
-        messageIds: toReplay.map((dl) => dl.messageId),
+        messageIds: sent.map((s) => s.dl.messageId),
       });
     }
-    return { count: toReplay.length, messageIds: toReplay.map((dl) => dl.messageId), skipped, dryRun, examined: deadLetters.length, lastId, done };
+    const result: ReplayResult = { count: toReplay.length, messageIds: toReplay.map((dl) => dl.messageId), skipped, dryRun, examined: deadLetters.length, lastId, done };
+    if (released.length > 0) result.released = released.map((dl) => dl.messageId);
+    return result;
   });
 }

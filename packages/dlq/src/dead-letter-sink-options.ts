@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import { z } from 'zod/v4';
 import { DEFAULT_DEAD_LETTERS, DEFAULT_SCHEMA, type AmqpConnection, type Logger, type MetricsRegistry } from '@mailroom/core';
 import { queryableSchema } from './dead-letter-store-options.js';
 

@@ -1,4 +1,4 @@
-import type { MetricsRegistry, Queryable } from '@mailroom/core';
+import { DEAD_LETTER_REASON, type MetricsRegistry, type Queryable } from '@mailroom/core';
 import { parseConfig, toExecutor, writeDeadLetters } from '@mailroom/core/internal';
 import { defaultActor, listActions, type DeadLetterAction } from './dead-letter-audit.js';
 import type { DeadLetter, DeadLetterGroup, NewDeadLetter } from './dead-letter.js';
@@ -21,7 +21,8 @@ import { replayDeadLetters, type ReplayOptions, type ReplayResult } from './dead
 import { toDeadLetterRecord } from './dead-letter-row.js';
 import type { DeadLetterFilter, DeadLetterSelection } from './dead-letter-selection.js';
 import { deadLetterStoreOptionsSchema, type DeadLetterStoreOptions } from './dead-letter-store-options.js';
-import { storeContext } from './store-context.js';
+import { heldBehindHead, parkedMessages } from './parked-release.js';
+import { storeContext, type StoreContext } from './store-context.js';
 
 /** The dead-letter store: the API behind `mailroom dlq`. */
 export interface DeadLetterStore {
@@ -55,6 +56,13 @@ export interface DeadLetterStore {
   /** Failure groups with their counts, largest first. */
   groups(): Promise<DeadLetterGroup[]>;
   /**
+   * The messages parked behind a dead letter (by row id or message id), in the order they
+   * arrived: later messages of its key that a consumer with ordering stored instead of handling
+   * them out of order. Empty when nothing is parked behind it. Released ones stay listed (their
+   * `parkedBehind` is then unset) until they are handled or dead-lettered again.
+   */
+  parked(id: string): Promise<DeadLetter[]>;
+  /**
    * What a replay or discard of `selection` would act on: how many dead letters, and the first
    * `limit` (default 20) of them. Changes nothing.
    */
@@ -85,6 +93,18 @@ export interface DeadLetterStore {
   registerMetrics(registry: MetricsRegistry): void;
 }
 
+/** Sets `parkedBehind` on the dead letters that wait behind a head (one query for the lot). */
+async function withParking(ctx: StoreContext, deadLetters: DeadLetter[]): Promise<DeadLetter[]> {
+  const parked = deadLetters.filter((dl) => dl.reason === DEAD_LETTER_REASON.parked);
+  if (parked.length === 0) return deadLetters;
+  const heads = await heldBehindHead(toExecutor(ctx.db), ctx, parked);
+  for (const dl of parked) {
+    const head = heads.get(dl.messageId);
+    if (head !== undefined) dl.parkedBehind = head;
+  }
+  return deadLetters;
+}
+
 /**
  * Opens the dead-letter store in `schema`. Nothing is queried until a method is called. The
  * store writes `dead_letters` only through core's `writeDeadLetters`, the one statement the
@@ -96,13 +116,25 @@ export function createDeadLetterStore(options: DeadLetterStoreOptions): DeadLett
   const groups = (): Promise<DeadLetterGroup[]> => deadLetterGroups(ctx);
   return {
     record: (deadLetter, tx) => writeDeadLetters(toExecutor(tx ?? ctx.db), ctx.schema, [toDeadLetterRecord(deadLetter)]),
-    list: (filter) => listDeadLetters(ctx, filter),
-    page: (filter) => pageDeadLetters(ctx, filter),
+    list: async (filter) => withParking(ctx, await listDeadLetters(ctx, filter)),
+    page: async (filter) => {
+      const page = await pageDeadLetters(ctx, filter);
+      await withParking(ctx, page.deadLetters);
+      return page;
+    },
     count: (filter) => countDeadLetters(ctx, filter),
     iterate: (filter, iterateOptions) => iterateDeadLetters(ctx, filter, iterateOptions?.batchSize),
     overview: () => storeOverview(ctx),
     timeline: (timelineOptions) => deadLetterTimeline(ctx, timelineOptions),
-    show: (id) => showDeadLetter(ctx, id),
+    show: async (id) => {
+      const dl = await showDeadLetter(ctx, id);
+      if (dl !== undefined) await withParking(ctx, [dl]);
+      return dl;
+    },
+    parked: async (id) => {
+      const head = await showDeadLetter(ctx, id);
+      return head === undefined ? [] : withParking(ctx, await parkedMessages(toExecutor(ctx.db), ctx, head));
+    },
     groups,
     preview: (selection, previewOptions) => previewSelection(ctx, selection, previewOptions),
     replay: (replayOptions) => replayDeadLetters(ctx, replayOptions),

@@ -45,6 +45,11 @@ export interface DeadLetter {
   changes: string[];
   /** Where a replay would publish it (exchange and routing key), or why it cannot be replayed. */
   replayTarget: ReplayTarget;
+  /**
+   * Set while this message is parked (reason `parked`): the message id of the head, the earlier
+   * dead letter of its key it waits behind. Replaying or discarding the head releases it, in order.
+   */
+  parkedBehind?: string;
 }
 
 /** A dead letter to record (see `DeadLetterStore.record`). */

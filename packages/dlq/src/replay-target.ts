@@ -35,6 +35,9 @@ export function replayTargetOf(d: ReplayTargetFields): ReplayTarget {
   if (d.changes.length > 0) {
     return { replayable: false, why: `the sink changed it to store it (${d.changes.join('; ')}), so it is not the message that failed` };
   }
+  if (d.reason === DEAD_LETTER_REASON.invalidVersion) {
+    return { replayable: false, why: 'its x-mailroom-version header is not a contract version, so no consumer can read it (inspect it, then discard it)' };
+  }
   if (d.type === null) return { replayable: false, why: 'the message type is unknown' };
   if (d.payload === null) {
     return { replayable: false, why: d.body === null ? 'it has no body' : 'the body is not JSON, so it cannot go through the outbox' };

@@ -23,8 +23,32 @@ function bodyText(body: Buffer): string {
   return body.length > SHOWN_CHARS ? `${shown}\n… (${(body.length - SHOWN_CHARS).toLocaleString('en')} more bytes)` : shown;
 }
 
-/** One dead letter: everything stored, where a replay goes, and the actions on it. */
-export function detailPage(ctx: PageContext, dl: DeadLetter, notice?: SafeHtml): SafeHtml {
+/** How many parked messages the detail page of a head lists (the rest are counted). */
+const PARKED_SHOWN = 200;
+
+/**
+ * Sequenced dead letters: the head a parked message waits behind, or the messages parked behind
+ * this one (in the order they arrived, released ones marked), with what releases them.
+ */
+function parkingSection(ctx: PageContext, dl: DeadLetter, parked: readonly DeadLetter[]): SafeHtml | string {
+  if (parked.length === 0) return '';
+  const waiting = parked.filter((p) => p.parkedBehind !== undefined).length;
+  return html`<h2 id="parked-heading">Parked behind this one (${parked.length.toLocaleString('en')}, ${waiting.toLocaleString('en')} waiting)</h2>
+<p class="empty">Later messages of its key, stored instead of being handled out of order. ${
+    waiting > 0 ? 'Replaying this message sends them after it, in this order; discarding it sends them without it.' : 'Released: they went back in this order.'
+  }</p>
+<ol id="parked-list">${parked.slice(0, PARKED_SHOWN).map(
+    (p) => html`<li><a href="${href(ctx, `/dead-letters/${p.id}`)}"><code>${p.messageId}</code></a> ${p.parkedBehind === undefined ? '(released)' : '(waiting)'}</li>`,
+  )}</ol>
+${parked.length > PARKED_SHOWN ? html`<p class="empty">… and ${(parked.length - PARKED_SHOWN).toLocaleString('en')} more (see the dead-letter list, reason parked).</p>` : ''}
+${dl.replayTarget.replayable ? '' : html`<p class="problem">This head cannot be replayed (${dl.replayTarget.why}): discard it to release what waits behind it.</p>`}`;
+}
+
+/**
+ * One dead letter: everything stored, where a replay goes, and the actions on it; for a head of
+ * a parked key, the messages `parked` behind it.
+ */
+export function detailPage(ctx: PageContext, dl: DeadLetter, notice?: SafeHtml, parked: readonly DeadLetter[] = []): SafeHtml {
   const payloadText = dl.payload === null ? '' : pretty(dl.payload);
   const actions = ctx.readOnly
     ? ''
@@ -70,10 +94,16 @@ ${notice ?? ''}
   <dt>Exchange / routing key</dt><dd>${dl.exchange ?? '—'} / ${dl.routingKey ?? '—'}</dd>
   <dt>Ordering key</dt><dd>${dl.key ?? '—'}</dd>
   <dt>Failure group</dt><dd><a href="${href(ctx, '/dead-letters', new URLSearchParams({ group: dl.fingerprint }))}"><code>${dl.fingerprint}</code></a></dd>
-  <dt>A replay goes</dt><dd id="replay-target">${replayTargetText(dl)}</dd>
+  ${
+    dl.parkedBehind === undefined
+      ? ''
+      : html`<dt>Parked behind</dt><dd id="parked-behind"><a href="${href(ctx, `/dead-letters/${dl.parkedBehind}`)}"><code>${dl.parkedBehind}</code></a>, an earlier dead letter of its key: replaying or discarding that head releases this one, in order</dd>`
+  }
+  <dt>A replay goes</dt><dd id="replay-target">${dl.parkedBehind === undefined ? replayTargetText(dl) : 'with its head only (a replay of it alone would overtake the head)'}</dd>
   <dt>State</dt><dd>${dl.replayedAt === null ? 'pending' : `replayed ${when(dl.replayedAt)}`}</dd>
   ${dl.changes.length > 0 ? html`<dt>Changed to be stored</dt><dd><ul>${dl.changes.map((c) => html`<li>${c}</li>`)}</ul></dd>` : ''}
 </dl>
+${parkingSection(ctx, dl, parked)}
 <h2>Error</h2>
 <pre class="error" id="error">${clip(dl.error ?? '—', SHOWN_CHARS)}</pre>
 <h2>Payload</h2>

@@ -5,6 +5,7 @@ import { hostname, userInfo } from 'node:os';
 import { describeError, isMailroomError, isUuid } from '@mailroom/core';
 import { parseConfig } from '@mailroom/core/internal';
 import { createDeadLetterStore, type DeadLetter, type DeadLetterFilter, type DeadLetterStore } from '@mailroom/dlq';
+import { readOutboxOverview } from '@mailroom/outbox';
 import { discardConfirmPage, jobPage, replaySetPage, resultPage } from './action-pages.js';
 import { auditPage } from './audit-page.js';
 import { deadLettersPage } from './dead-letters-page.js';
@@ -105,8 +106,9 @@ function exportLine(dl: DeadLetter): string {
  * Makes the dead-letter workbench: an HTTP handler serving the overview, the dead-letter list
  * with filters and keyset pages, each dead letter's detail, replay (one, a selection, a whole
  * filtered set with a count preview, progress, a rate limit and cancel), edit-and-replay,
- * discard with a confirmation, export as JSON lines, and the audit. It reads and writes only
- * through `@mailroom/dlq`'s store. Every POST needs the page's CSRF token and the same origin;
+ * discard with a confirmation, export as JSON lines, and the audit. It reads and writes dead
+ * letters only through `@mailroom/dlq`'s store, and reads the outbox and its relays only through
+ * `@mailroom/outbox`'s `readOutboxOverview`. Every POST needs the page's CSRF token and the same origin;
  * `readOnly` refuses them all; `token` guards every request. Nothing is queried until a request.
  */
 export function createWorkbench(options: WorkbenchOptions): Workbench {
@@ -155,13 +157,14 @@ export function createWorkbench(options: WorkbenchOptions): Workbench {
       if (path === '/' || path === '') {
         const window = CHART_WINDOWS[url.searchParams.get('window') ?? ''] !== undefined ? (url.searchParams.get('window') as string) : '24h';
         const w = CHART_WINDOWS[window] as { ms: number; buckets: number };
-        const [overview, timeline, groups, actions] = await Promise.all([
+        const [overview, timeline, groups, actions, outbox] = await Promise.all([
           store.overview(),
           store.timeline({ since: new Date(Date.now() - w.ms), buckets: w.buckets }),
           store.groups(),
           store.actions({ limit: 10 }),
+          readOutboxOverview(o.db, { schema: o.schema }),
         ]);
-        return page(res, 200, overviewPage(ctx, { overview, timeline, window, groups, actions }));
+        return page(res, 200, overviewPage(ctx, { overview, outbox, timeline, window, groups, actions }));
       }
       if (path === '/dead-letters') {
         const parsed = parseFilter(url.searchParams);
@@ -175,7 +178,7 @@ export function createWorkbench(options: WorkbenchOptions): Workbench {
         if (!/^\d{1,18}$/.test(id) && !isUuid(id)) throw new HttpProblem(404, 'No such dead letter.');
         const dl = await store.show(id);
         if (dl === undefined) throw new HttpProblem(404, `No dead letter ${id} (discarded, or never stored).`);
-        return page(res, 200, detailPage(ctx, dl));
+        return page(res, 200, detailPage(ctx, dl, undefined, await store.parked(dl.id)));
       }
       if (path === '/audit') return page(res, 200, auditPage(ctx, await store.actions({ limit: 200 })));
       if (path === '/replay-set') {

@@ -111,6 +111,10 @@ describe('the workbench in a real browser', () => {
     expect(await page.locator('svg.chart rect').count()).toBeGreaterThan(0);
     expect(await page.locator('#pending').textContent()).toBe('18');
     expect(await page.locator('#backlog').textContent()).toBe('0');
+    expect(await page.locator('#oldest').textContent()).toBe('—');
+    expect(await page.locator('#retrying').textContent()).toBe('0');
+    expect(await page.locator('#relays h2').textContent()).toBe('Relays');
+    expect(await page.locator('#consumers h2').textContent()).toBe('Consumers');
     expect(await page.evaluate('window.__pwned')).toBeUndefined();
     await shot('overview');
   });
