@@ -25,9 +25,26 @@ export function openAdminLinks(databaseUrl: string, amqpUrl: string): AdminLinks
   pool.on('error', () => undefined);
   let model: amqp.ChannelModel | undefined;
   let confirm: amqp.ConfirmChannel | undefined;
+  // A cluster's node URLs, comma-separated: tried in turn from the last that worked (a node may be down).
+  const urls = amqpUrl.split(',').map((u) => u.trim()).filter((u) => u !== '');
+  let next = 0;
+  const connectAny = async (): Promise<amqp.ChannelModel> => {
+    let last: unknown;
+    for (let i = 0; i < urls.length; i += 1) {
+      const index = (next + i) % urls.length;
+      try {
+        const c = await amqp.connect(urls[index] as string);
+        next = index;
+        return c;
+      } catch (error) {
+        last = error;
+      }
+    }
+    throw last;
+  };
   const connection = async (): Promise<amqp.ChannelModel> => {
     if (model === undefined) {
-      const c = await amqp.connect(amqpUrl);
+      const c = await connectAny();
       c.on('error', () => undefined);
       c.on('close', () => {
         model = undefined;

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import { z } from 'zod/v4';
 import { defineMessage, type MessageContract } from '@mailroom/core';
 import type { HandlerContext } from '@mailroom/inbox';
 

@@ -1,8 +1,8 @@
 import { randomInt } from 'node:crypto';
-import { z } from 'zod';
+import { z } from 'zod/v4';
 import { MailroomError } from '@mailroom/core';
 import { parseConfig } from '@mailroom/core/internal';
-import { DEFAULT_FAULTS, FAULT_KINDS } from './fault-kind.js';
+import { BROKER_NODE_FAULTS, CLUSTER_FAULTS, DEFAULT_FAULTS, FAULT_KINDS, SAGA_FAULTS } from './fault-kind.js';
 import { assertLoopbackTargets } from './loopback-target.js';
 
 /** What `setup` and `verify` get: a query function on the run's database (not through the fault proxy) and its schema. */
@@ -29,8 +29,8 @@ const rate = z.number().min(0).max(1);
 export const chaosOptionsSchema = z.strictObject({
   /** PostgreSQL URL; the role must be allowed to `pg_terminate_backend` mailroom's sessions. */
   databaseUrl: z.string().min(1).meta({ description: 'PostgreSQL URL; the role must be allowed to pg_terminate_backend (required)' }),
-  /** RabbitMQ URL. */
-  amqpUrl: z.string().min(1).meta({ description: 'RabbitMQ URL (required)' }),
+  /** RabbitMQ URL, or the comma-separated URLs of a cluster's nodes (every process fails over between them). */
+  amqpUrl: z.string().min(1).meta({ description: "RabbitMQ URL, or a cluster's node URLs comma-separated (required)" }),
   /**
    * Allow PostgreSQL and RabbitMQ on another machine. The harness terminates backends, breaks
    * links and publishes hostile messages, so a run against anything but 127.0.0.0/8, ::1 or
@@ -38,6 +38,38 @@ export const chaosOptionsSchema = z.strictObject({
    * break. Default: false.
    */
   allowRemote: z.boolean().default(false).meta({ description: 'allow servers that are not on this machine (default: loopback only)' }),
+  /**
+   * What the producers start: `events` (domain rows with outbox events, the default) or `saga`
+   * (orders, each the start of an orchestrated saga: an orchestrator and two participants as
+   * processes, timeouts as scheduled messages; see `saga`).
+   */
+  workload: z.enum(['events', 'saga']).default('events').meta({ description: 'events (default) or saga: orders driven by an orchestrated saga' }),
+  /** The saga workload's settings (only with `workload: 'saga'`). */
+  saga: z
+    .strictObject({
+      /** Orchestrator processes on one queue. Default: 2. */
+      orchestrators: z.number().int().min(1).max(8).default(2),
+      /** Distinct SKUs. Default: 4. */
+      skus: z.number().int().min(1).max(1000).default(4),
+      /** Stock of each SKU at the start (orders take 1-3). Default: 40. */
+      stockPerSku: z.number().int().min(0).max(1_000_000).default(40),
+      /** How long the orchestrator waits for inventory, in ms. Default: 4000. */
+      reserveTimeoutMs: z.number().int().positive().default(4000),
+      /** How long the orchestrator waits for payments, in ms. Default: 2000. */
+      paymentTimeoutMs: z.number().int().positive().default(2000),
+      /** How late the slow card's processor answers, in ms (longer than the payment timeout: those orders time out). Default: 3000. */
+      processorDelayMs: z.number().int().positive().default(3000),
+      /** Share of orders with a declined card. Default: 0.15. */
+      declinedRate: rate.default(0.15),
+      /** Share of orders with a slow card. Default: 0.1. */
+      slowRate: rate.default(0.1),
+      /** Every saga must end (order confirmed or cancelled) within this many ms of its order's commit. Default: 30000. */
+      boundMs: z.number().int().positive().default(30_000),
+      /** A defect planted in the harness's own saga services, to prove the checker catches it. Default: none. */
+      defect: z.enum(['none', 'leaky-compensation']).default('none'),
+    })
+    .prefault({})
+    .meta({ description: 'saga workload settings' }),
   /** Seed of the fault schedule and the workload's choices. Default: random (printed in the report). */
   seed: z.number().int().min(0).max(0xffffffff).optional().meta({ description: 'seed of the fault schedule and the workload (default: random, printed)' }),
   /** How long the workload and the nemesis run, in ms (the heal, drain and quiet period follow). Default: 60000. */
@@ -69,6 +101,28 @@ export const chaosOptionsSchema = z.strictObject({
   handlerFailureRate: rate.optional().meta({ description: 'share of handler runs that throw a transient error (default 0.02, 0 with ordering)' }),
   /** Per-key order: relays and the consumer in ordering mode, and the checker looks for reorders. Default: false. */
   ordering: z.boolean().default(false).meta({ description: 'per-key order: relays and the consumer in ordering mode, reorders checked' }),
+  /** The consumers' work queues: `classic`, or `quorum` (replicated: what survives a broker node's death). Default: classic. */
+  queueType: z.enum(['classic', 'quorum']).default('classic').meta({ description: 'classic or quorum work queues (quorum on a cluster)' }),
+  /**
+   * Partitioned consumers: this many partition queues behind a consistent-hash exchange, shared
+   * by the consumer processes (several may then run with `ordering`). Implies `ordering`.
+   * Default: none (one work queue).
+   */
+  partitions: z.number().int().min(1).max(999).optional().meta({ description: 'partition queues shared by the consumer processes (implies ordering)' }),
+  /**
+   * The local RabbitMQ cluster `amqpUrl` lists, for the broker node faults: its control script
+   * (`scripts/rabbit-cluster.sh`: `kill N`, `start-node N`, `stop-app N`, `start-app N`) and its
+   * node count. With it, the default faults are the cluster's (`CLUSTER_FAULTS`).
+   */
+  cluster: z
+    .strictObject({
+      /** The control script's path. */
+      script: z.string().min(1),
+      /** Nodes 1..nodes. Default: 3. */
+      nodes: z.number().int().min(3).max(9).default(3),
+    })
+    .optional()
+    .meta({ description: 'the local cluster: its control script and node count (enables the broker node faults)' }),
   /** Fault kinds to inject, in a seeded shuffled round robin. Default: all but the service restarts. */
   faults: z
     .array(z.enum(FAULT_KINDS))
@@ -124,6 +178,8 @@ export type ChaosOptions = z.input<typeof chaosOptionsSchema>;
 
 /** Chaos options with every default filled in, the ones that depend on `ordering` included. */
 export type ResolvedChaosOptions = z.output<typeof chaosOptionsSchema> & {
+  /** `amqpUrl` split at its commas. */
+  amqpUrls: string[];
   seed: number;
   consumers: number;
   handlerFailureRate: number;
@@ -134,12 +190,41 @@ export type ResolvedChaosOptions = z.output<typeof chaosOptionsSchema> & {
 export function resolveChaosOptions(input: ChaosOptions): ResolvedChaosOptions {
   const o = parseConfig(chaosOptionsSchema, input, 'chaos options');
   assertLoopbackTargets(o);
-  const consumers = o.consumers ?? (o.ordering ? 1 : 2);
-  if (o.ordering && consumers > 1) {
-    throw new MailroomError('INVALID_CONFIG', 'chaos options: with ordering, run one consumer (several consumer processes do not pin keys).');
+  if (o.workload === 'saga') {
+    if (o.ordering) throw new MailroomError('INVALID_CONFIG', 'chaos options: the saga workload runs without ordering.');
+    const foreign = o.faults.filter((k) => !SAGA_FAULTS.includes(k) && !k.startsWith('restart-'));
+    // Only the kinds the user named are refused; by default the saga workload takes its own set.
+    if (input.faults !== undefined && foreign.length > 0) {
+      throw new MailroomError('INVALID_CONFIG', `chaos options: the saga workload does not inject ${foreign.join(', ')} (its faults: ${SAGA_FAULTS.join(', ')}, restart-*)`);
+    }
+    if (input.faults === undefined) o.faults = [...SAGA_FAULTS];
+  }
+  const amqpUrls = o.amqpUrl
+    .split(',')
+    .map((u) => u.trim())
+    .filter((u) => u !== '');
+  if (o.partitions !== undefined) {
+    if (o.workload === 'saga') throw new MailroomError('INVALID_CONFIG', 'chaos options: the saga workload runs without partitions.');
+    if (input.ordering === false) throw new MailroomError('INVALID_CONFIG', 'chaos options: partitions keep each key in order and need ordering; leave ordering out or set it to true.');
+    o.ordering = true;
+  }
+  if (amqpUrls.length > 1 && o.workload === 'saga') throw new MailroomError('INVALID_CONFIG', 'chaos options: the saga workload runs on one broker URL.');
+  const brokerFaults = o.faults.filter((k) => BROKER_NODE_FAULTS.includes(k));
+  if (o.cluster === undefined && brokerFaults.length > 0) {
+    throw new MailroomError('INVALID_CONFIG', `chaos options: ${brokerFaults.join(', ')} need a cluster (cluster: { script }, mailroom chaos run --cluster-script)`);
+  }
+  if (o.cluster !== undefined && amqpUrls.length < 2) {
+    throw new MailroomError('INVALID_CONFIG', "chaos options: with a cluster, give amqpUrl every node's URL, comma-separated (scripts/rabbit-cluster.sh urls): a client of one node cannot fail over");
+  }
+  if (o.cluster !== undefined && input.faults === undefined && o.workload === 'events') o.faults = [...CLUSTER_FAULTS];
+  // Partitions pin each key to one process at a time; one queue without them does not.
+  const consumers = o.consumers ?? (o.partitions !== undefined ? 3 : o.ordering ? 1 : 2);
+  if (o.ordering && o.partitions === undefined && consumers > 1) {
+    throw new MailroomError('INVALID_CONFIG', 'chaos options: with ordering, run one consumer (several consumer processes do not pin keys), or give partitions.');
   }
   return {
     ...o,
+    amqpUrls,
     seed: o.seed ?? randomInt(0, 2 ** 31),
     consumers,
     handlerFailureRate: o.handlerFailureRate ?? (o.ordering ? 0 : 0.02),

@@ -47,6 +47,12 @@ export interface Anomalies {
   poisonLoop: string[];
   /** A relay or consumer process that exited although the harness did not kill, crash or stop it (`process (pid)`). */
   unexpectedExit: string[];
+  /**
+   * Saga workload: an order both charged and cancelled, confirmed without its charge or its
+   * stock, cancelled with its stock kept, a SKU whose stock is not conserved, or a saga that
+   * ended later than its bound. `findings` says which.
+   */
+  sagaViolation: string[];
 }
 
 /** The anomaly names, in report order. */
@@ -62,6 +68,7 @@ export const ANOMALY_KINDS: ReadonlyArray<keyof Anomalies> = [
   'escapedHostile',
   'poisonLoop',
   'unexpectedExit',
+  'sagaViolation',
 ];
 
 /** Why one id is in an anomaly list: the counts or facts behind it. */
@@ -113,4 +120,26 @@ export interface CheckResult {
   /** The facts behind the anomalies that need more than an id (hostile messages, loops, exits). */
   findings: Finding[];
   latencyMs: LatencyQuantiles;
+  /** The saga workload's outcomes (only in a saga run; `latencyMs` is then commit-to-terminal). */
+  saga?: SagaOutcomes;
+}
+
+/** How the sagas of a saga run ended. */
+export interface SagaOutcomes {
+  /** Committed orders (each one saga). */
+  orders: number;
+  confirmed: number;
+  /** Cancelled orders by reason (out-of-stock, payment-declined, reserve-timeout, charge-timeout). */
+  cancelled: Record<string, number>;
+  /** Payments charged late and refunded by the void (a timeout that raced the charge). */
+  refunded: number;
+  /**
+   * Replies or timeouts that found their saga past the step: applied as no-ops by a running
+   * instance, or recorded as ignored by an ended one.
+   */
+  late: number;
+  /** Sagas cancelled by a timeout while a fault was on (or within a second after it). */
+  timeoutsDuringFaults: number;
+  /** The bound every saga had to end within, in ms of its order's commit. */
+  boundMs: number;
 }

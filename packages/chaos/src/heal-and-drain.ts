@@ -57,20 +57,22 @@ async function progress(links: AdminLinks, r: RunResources, awaited: Awaited): P
     [awaited.poison, awaited.hostileIds, awaited.hostileMessageIds],
   );
   const p = rows[0] as { outbox: number; pending: number; effects: number; poison: number; hostile: number };
-  const queued = (await queueCounts(await links.connection(), [r.queue, ...r.delayQueues])).reduce((a, q) => a + q.messages, 0);
+  const queued = (await queueCounts(await links.connection(), [r.queue, ...r.delayQueues, ...r.partitionQueues])).reduce((a, q) => a + q.messages, 0);
   const done = p.outbox === 0 && p.pending === 0 && p.poison === 0 && p.hostile === 0 && queued === 0;
   return `${done ? 'done' : 'waiting'}: outbox ${p.outbox}, without effect ${p.pending}, poison not dead-lettered ${p.poison}, hostile not dead-lettered ${p.hostile}, queued ${queued}, effects ${p.effects}`;
 }
 
 /**
  * Waits until everything drained (or `drainTimeoutMs` passed), then for a quiet period in which
- * nothing may change, so that the final reads see a state at rest.
+ * nothing may change, so that the final reads see a state at rest. A workload with tables of its
+ * own (the saga workload) gives its own `probe`: one progress line, `done …` when at rest.
  */
 export async function drainAndQuiet(
   links: AdminLinks,
   r: RunResources,
   history: History,
   o: { drainTimeoutMs: number; quietMs: number; log: (line: string) => void },
+  probe?: () => Promise<string>,
 ): Promise<SettleResult> {
   history.add('info', 'harness', 'phase', { phase: 'drain' });
   const hostile = injectedHostile(history.ops).filter((h) => h.expect.deadLetter);
@@ -79,11 +81,12 @@ export async function drainAndQuiet(
     hostileIds: hostile.map((h) => h.id),
     hostileMessageIds: hostile.map((h) => h.messageId),
   };
+  const read = probe ?? ((): Promise<string> => progress(links, r, awaited));
   const t1 = Date.now();
   let drained = false;
   let last = '';
   for (;;) {
-    const snapshot = await progress(links, r, awaited).catch((e: unknown) => `error ${String(e)}`);
+    const snapshot = await read().catch((e: unknown) => `error ${String(e)}`);
     if (snapshot.startsWith('done')) {
       drained = true;
       break;
@@ -96,9 +99,9 @@ export async function drainAndQuiet(
   const drainMs = Date.now() - t1;
   history.add('info', 'harness', 'phase', { phase: 'quiet', drained });
   const t2 = Date.now();
-  const before = await progress(links, r, awaited).catch(() => '');
+  const before = await read().catch(() => '');
   await sleep(o.quietMs);
-  const after = await progress(links, r, awaited).catch(() => '');
+  const after = await read().catch(() => '');
   if (drained && before !== after) o.log(`changed during the quiet period: ${before} -> ${after}`);
   return { drained, drainMs, quietMs: Date.now() - t2 };
 }

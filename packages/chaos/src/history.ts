@@ -26,6 +26,8 @@ export interface CommitValue {
 export class History {
   readonly ops: HistoryOp[] = [];
   readonly #start = performance.now();
+  /** The wall-clock time (ms since the epoch) of the history's zero. */
+  readonly startedAtMs = Date.now();
   readonly #file: WriteStream | undefined;
 
   constructor(path?: string) {

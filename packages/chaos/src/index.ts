@@ -1,12 +1,16 @@
 export { runChaos } from './run-chaos.js';
-export { FAULT_KINDS, PROCESS_FAULTS, HOSTILE_FAULTS, DEFAULT_FAULTS } from './fault-kind.js';
+export { FAULT_KINDS, PROCESS_FAULTS, HOSTILE_FAULTS, DEFAULT_FAULTS, SAGA_FAULTS, BROKER_NODE_FAULTS, CLUSTER_FAULTS } from './fault-kind.js';
 export type { FaultKind } from './fault-kind.js';
 export { chaosOptionsSchema } from './chaos-options.js';
 export type { ChaosOptions, ChaosDbContext, ChaosVerifyContext } from './chaos-options.js';
 export { check } from './checker.js';
+export { checkSaga } from './check-saga.js';
+export type { SagaCheckOptions } from './check-saga.js';
+export type { SagaFinalState } from './saga-final-state.js';
 export { ANOMALY_KINDS } from './check-result.js';
-export type { CheckOptions, CheckResult, Anomalies, Finding, LatencyQuantiles } from './check-result.js';
+export type { CheckOptions, CheckResult, Anomalies, Finding, LatencyQuantiles, SagaOutcomes } from './check-result.js';
 export type { FinalState, FinalDeadLetter } from './final-state.js';
+export { emptyFinalState } from './final-state.js';
 export type { HostileInjection, HostileExpectation } from './hostile-injection.js';
 export { WireTap } from './wire-tap.js';
 export type { DeliveryTally, RouteOf } from './wire-tap.js';

@@ -60,7 +60,11 @@ export function assertLoopbackTargets(targets: { databaseUrl: string; amqpUrl: s
   let amqp: string;
   try {
     pg = postgresHost(targets.databaseUrl, env);
-    amqp = amqpHost(targets.amqpUrl);
+    // A cluster's node URLs, comma-separated: every one must be this machine.
+    amqp = targets.amqpUrl
+      .split(',')
+      .map((u) => amqpHost(u.trim()))
+      .find((h) => !isLoopbackHost(h)) ?? 'localhost';
   } catch {
     throw new MailroomError('INVALID_CONFIG', 'chaos options: databaseUrl and amqpUrl must be URLs (postgres://…, amqp://…).');
   }

@@ -1,6 +1,7 @@
 import { exec } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
+import type { BrokerNodes } from './broker-node-faults.js';
 import type { FaultKind } from './fault-kind.js';
 import type { FaultProxy } from './fault-proxy.js';
 import type { History } from './history.js';
@@ -10,6 +11,9 @@ import type { ProcessSlot } from './supervisor.js';
 
 /** Relay crash points (in `@mailroom/outbox`). */
 export const RELAY_CRASH_POINTS = ['relay.after-claim', 'relay.after-publish-before-confirm', 'relay.after-confirm-before-commit', 'relay.after-commit'];
+
+/** The relay's crash points with scheduled delivery too (the saga workload's timeouts): the mover of due rows. */
+export const SCHEDULING_RELAY_CRASH_POINTS = [...RELAY_CRASH_POINTS, 'relay.scheduled-after-lock'];
 
 /** Consumer crash points (`@mailroom/inbox`, `@mailroom/dlq`, and the harness's handler). */
 export const CONSUMER_CRASH_POINTS = [
@@ -28,6 +32,10 @@ export interface NemesisTargets extends InjectorTargets {
   /** application_name prefix of every session of this run. */
   applicationPrefix: string;
   serviceRestarts: { postgres?: string; rabbitmq?: string };
+  /** The crash points `crash-relay` picks from. Default: {@link RELAY_CRASH_POINTS}. */
+  relayCrashPoints?: readonly string[];
+  /** The cluster's nodes, for the broker node faults (absent: those faults fail, not allowed). */
+  brokerNodes?: BrokerNodes;
 }
 
 /** Runs faults on a seeded schedule until `stopSignal`, one at a time. */
@@ -107,7 +115,7 @@ export class Nemesis {
       case 'crash-consumer': {
         const slot = this.#pickRunning(kind === 'crash-relay' ? t.relays : t.consumers);
         if (slot === undefined) return { result: 'fail', value: { reason: 'nothing running' } };
-        const point = this.#random.pick(kind === 'crash-relay' ? RELAY_CRASH_POINTS : CONSUMER_CRASH_POINTS);
+        const point = this.#random.pick(kind === 'crash-relay' ? (t.relayCrashPoints ?? RELAY_CRASH_POINTS) : CONSUMER_CRASH_POINTS);
         const spec = `${point}#${this.#random.int(1, 8)}`;
         await slot.armAndRestart(spec);
         return { result: 'ok', value: { target: slot.name, crashPoint: spec } };
@@ -170,6 +178,12 @@ export class Nemesis {
       case 'conflicting-duplicate':
       case 'unpublishable-row':
         return this.#injector.inject(kind);
+      case 'kill-broker-node':
+      case 'stop-broker-app': {
+        if (t.brokerNodes === undefined) return { result: 'fail', value: { reason: 'not allowed: no cluster given' } };
+        // Down long enough for consumers and relays to fail over and quorum queues to elect leaders elsewhere.
+        return t.brokerNodes.fault(kind === 'kill-broker-node' ? 'kill' : 'stop-app', this.#random, this.#duration(1000, 8000));
+      }
       case 'restart-postgres':
       case 'restart-rabbitmq': {
         const command = kind === 'restart-postgres' ? t.serviceRestarts.postgres : t.serviceRestarts.rabbitmq;

@@ -34,7 +34,7 @@ export async function readFinalState(links: AdminLinks, r: RunResources, deliver
     `SELECT message_id, source, reason, attempts, exchange, routing_key, ${letterEventIdSql('d')} AS event_id FROM ${s}.dead_letters d`,
   );
   const connection = await links.connection();
-  const work = [r.queue, ...r.delayQueues];
+  const work = [r.queue, ...r.delayQueues, ...r.partitionQueues];
   const queuedIds = await queuedMessageIds(connection, work);
   const deadLetterQueuedIds = await queuedMessageIds(connection, [r.deadLetters], HOSTILE_HEADER);
   const parkedIds = await queuedMessageIds(connection, [r.parkedDeadLetters], HOSTILE_HEADER);

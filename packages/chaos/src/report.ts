@@ -1,4 +1,6 @@
 import { check } from './checker.js';
+import { checkSaga } from './check-saga.js';
+import { emptySagaState, type SagaFinalState } from './saga-final-state.js';
 import { ANOMALY_KINDS, type CheckResult } from './check-result.js';
 import { emptyFinalState, type FinalState } from './final-state.js';
 import type { HistoryOp } from './history.js';
@@ -43,6 +45,8 @@ export interface RunOutcome {
   history: readonly HistoryOp[];
   /** The final reads; undefined when the run never got to them. */
   state: FinalState | undefined;
+  /** A saga run: its final reads (undefined when the run never got to them) and its bound. */
+  saga?: { state: SagaFinalState | undefined; boundMs: number; historyStartMs: number };
   /** Why the run cannot be judged, found by the harness itself (a failed phase). */
   unjudgeable: string[];
   verify: string[];
@@ -58,7 +62,10 @@ export interface RunOutcome {
  * found nothing, it could be judged (the drain finished too) and `verify` found no problem.
  */
 export function assembleReport(run: RunOutcome): ChaosReport {
-  const result = check(run.history, run.state ?? emptyFinalState(), { ordering: run.ordering, maxAttempts: run.maxAttempts });
+  const result =
+    run.saga !== undefined
+      ? checkSaga(run.history, run.saga.state ?? emptySagaState(), run.state ?? emptyFinalState(), { boundMs: run.saga.boundMs, maxAttempts: run.maxAttempts, historyStartMs: run.saga.historyStartMs })
+      : check(run.history, run.state ?? emptyFinalState(), { ordering: run.ordering, maxAttempts: run.maxAttempts });
   result.unjudgeable.push(...run.unjudgeable);
   if (!run.drained) result.unjudgeable.push('the drain timed out (see stuck)');
   result.valid = result.valid && result.unjudgeable.length === 0 && run.verify.length === 0;
@@ -94,6 +101,7 @@ const LABELS: Record<(typeof ANOMALY_KINDS)[number], string> = {
   escapedHostile: 'escaped hostile',
   poisonLoop: 'poison loops',
   unexpectedExit: 'unexpected exits',
+  sagaViolation: 'saga invariant broken',
 };
 
 /** A readable summary of a report, a few lines. */
@@ -116,8 +124,13 @@ export function formatSummary(report: ChaosReport): string {
     `  processes: ${starts} starts, ${fired} crash points fired, ${exits} unexpected exits; duplicates injected ${c.injectedDuplicates}, poison injected ${c.injectedPoison}, hostile injected ${c.injectedHostile ?? 0}`,
   );
   lines.push(`  duplicate deliveries (allowed): ${c.duplicateDeliveries}; dead letters: ${c.deadLetters}; drained: ${report.drained ? 'yes' : 'no'}`);
+  const saga = report.check.saga;
+  if (saga !== undefined) {
+    const reasons = Object.entries(saga.cancelled).map(([k, n]) => `${k} ${n}`).join(', ');
+    lines.push(`  sagas: ${saga.orders} orders, ${saga.confirmed} confirmed, cancelled ${reasons === '' ? 'none' : reasons}; ${saga.refunded} charged late and refunded; ${saga.timeoutsDuringFaults} timeouts fired during a fault; ${saga.late} late replies or timeouts; bound ${saga.boundMs} ms`);
+  }
   const l = report.check.latencyMs;
-  lines.push(`  commit-to-effect latency ms: p50 ${l.p50}, p90 ${l.p90}, p99 ${l.p99}, max ${l.max} (${l.count} events)`);
+  lines.push(`  ${saga !== undefined ? 'commit-to-terminal' : 'commit-to-effect'} latency ms: p50 ${l.p50}, p90 ${l.p90}, p99 ${l.p99}, max ${l.max} (${l.count} events)`);
   lines.push(`  ${ANOMALY_KINDS.map((k) => `${LABELS[k]} ${c[k]}`).join(', ')}`);
   const explained = new Set((report.check.findings ?? []).map((f) => f.anomaly));
   for (const k of ANOMALY_KINDS) {

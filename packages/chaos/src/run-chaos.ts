@@ -3,11 +3,13 @@ import { openAdminLinks } from './admin-links.js';
 import { resolveChaosOptions, type ChaosOptions, type ResolvedChaosOptions } from './chaos-options.js';
 import { CHAOS_RETRY } from './chaos-event.js';
 import { ROUTE } from './check-loops.js';
+import { createBrokerNodes, type BrokerNodes } from './broker-node-faults.js';
 import { startFaultProxy, type FaultProxy } from './fault-proxy.js';
+import { faultProxyGroup } from './fault-proxy-group.js';
 import type { FinalState } from './final-state.js';
 import { drainAndQuiet, heal } from './heal-and-drain.js';
 import { History } from './history.js';
-import { Nemesis, type NemesisTargets } from './nemesis.js';
+import { Nemesis, SCHEDULING_RELAY_CRASH_POINTS, type NemesisTargets } from './nemesis.js';
 import { createRandom } from './random.js';
 import { readFinalState } from './read-final-state.js';
 import { assembleReport, type ChaosReport } from './report.js';
@@ -15,6 +17,11 @@ import { createRunResources, nameRunResources, removeRunResources, type RunResou
 import { createWorkerFleet, type WorkerFleet } from './worker-fleet.js';
 import { WireTap } from './wire-tap.js';
 import { startWorkload, workloadKeys } from './workload.js';
+import { queuedMessageIds } from './queue-probe.js';
+import { sagaDrainProbe } from './saga-drain.js';
+import { createSagaFleet } from './saga-fleet.js';
+import { readSagaState, type SagaFinalState } from './saga-final-state.js';
+import { sagaTablesSql, sagaWorkQueues, startSagaWorkload } from './saga-workload.js';
 
 function proxyTarget(url: string, defaultPort: number): { host: string; port: number } {
   const u = new URL(url);
@@ -24,6 +31,8 @@ function proxyTarget(url: string, defaultPort: number): { host: string; port: nu
 /** The options that shaped the run, as the history's setup phase and the report show them. */
 function runConfig(o: ResolvedChaosOptions, r: RunResources): Record<string, unknown> {
   return {
+    workload: o.workload,
+    ...(o.workload === 'saga' ? { saga: o.saga } : {}),
     durationMs: o.durationMs,
     relays: o.relays,
     consumers: o.consumers,
@@ -34,6 +43,10 @@ function runConfig(o: ResolvedChaosOptions, r: RunResources): Record<string, unk
     slowCommitRate: o.slowCommitRate,
     handlerFailureRate: o.handlerFailureRate,
     ordering: o.ordering,
+    queueType: o.queueType,
+    partitions: o.partitions ?? null,
+    amqpNodes: o.amqpUrls.length,
+    cluster: o.cluster ?? null,
     faults: o.faults,
     faultIntervalMs: o.faultIntervalMs,
     faultConcurrency: o.faultConcurrency,
@@ -46,6 +59,8 @@ function runConfig(o: ResolvedChaosOptions, r: RunResources): Record<string, unk
 
 /** What a run did not prove, said plainly in the report. */
 function notProved(o: ResolvedChaosOptions): string[] {
+  // The saga workload checks its own services' tables; no handler of the user's runs in it.
+  if (o.workload === 'saga') return [];
   if (o.handlerModule === undefined) return ["no handler of yours ran: the run checked mailroom with the harness's own handler (give handlerModule / --handler)"];
   if (o.verify === undefined) {
     return [
@@ -73,7 +88,8 @@ function tapFor(r: RunResources): WireTap {
  */
 export async function runChaos(input: ChaosOptions): Promise<ChaosReport> {
   const o = resolveChaosOptions(input);
-  const r = nameRunResources();
+  const r = nameRunResources(undefined, o.partitions);
+  const brokerNodes: BrokerNodes | undefined = o.cluster === undefined ? undefined : createBrokerNodes(o.cluster.script, o.cluster.nodes);
   const startedAt = new Date();
   const history = new History(o.historyPath);
   const config = runConfig(o, r);
@@ -88,6 +104,8 @@ export async function runChaos(input: ChaosOptions): Promise<ChaosReport> {
   let workload: Promise<void> | undefined;
   let drained = false;
   let state: FinalState | undefined;
+  let sagaState: SagaFinalState | undefined;
+  const saga = o.workload === 'saga';
   let verify: string[] = [];
   const unjudgeable: string[] = [];
   const tap = tapFor(r);
@@ -95,34 +113,60 @@ export async function runChaos(input: ChaosOptions): Promise<ChaosReport> {
 
   try {
     await createRunResources(links, r, o.keys, o.setup);
+    if (saga) await links.pool.query(sagaTablesSql(r.schema, o.saga.skus, o.saga.stockPerSku));
     const pgProxy = await startFaultProxy('pg', proxyTarget(o.databaseUrl, 5432));
     proxies.push(pgProxy);
-    const amqpProxy = await startFaultProxy('amqp', proxyTarget(o.amqpUrl, 5672), tap);
-    proxies.push(amqpProxy);
+    // One proxy per broker URL (a cluster's nodes), one wire tap over all: the link faults hit every node's link at once.
+    const nodeProxies: FaultProxy[] = [];
+    for (const url of o.amqpUrls) {
+      const proxy = await startFaultProxy(o.amqpUrls.length === 1 ? 'amqp' : `amqp-${nodeProxies.length + 1}`, proxyTarget(url, 5672), tap);
+      nodeProxies.push(proxy);
+      proxies.push(proxy);
+    }
+    const amqpProxy = nodeProxies.length === 1 ? (nodeProxies[0] as FaultProxy) : faultProxyGroup('amqp', nodeProxies, o.amqpUrls);
     const viaPg = pgProxy.url(o.databaseUrl);
-    fleet = createWorkerFleet(o, r, { databaseUrl: viaPg, amqpUrl: amqpProxy.url(o.amqpUrl) }, history);
+    const workerUrls = { databaseUrl: viaPg, amqpUrl: o.amqpUrls.map((u, i) => (nodeProxies[i] as FaultProxy).url(u)).join(',') };
+    fleet = saga ? createSagaFleet(o, r, workerUrls, history) : createWorkerFleet(o, r, workerUrls, history);
     await fleet.start();
 
     history.add('info', 'harness', 'phase', { phase: 'workload' });
     o.log(`workload and nemesis for ${o.durationMs} ms`);
     const t0 = Date.now();
-    workload = startWorkload(
-      {
-        databaseUrl: viaPg,
-        schema: r.schema,
-        exchange: r.exchange,
-        applicationName: `${r.applicationPrefix}producer`,
-        seed: o.seed,
-        producers: o.producers,
-        keys: o.keys,
-        transactionsPerSecond: o.transactionsPerSecond,
-        maxEventsPerTransaction: o.maxEventsPerTransaction,
-        rollbackRate: o.rollbackRate,
-        slowCommitRate: o.slowCommitRate,
-      },
-      history,
-      stopWorkload.signal,
-    );
+    workload = saga
+      ? startSagaWorkload(
+          {
+            databaseUrl: viaPg,
+            schema: r.schema,
+            exchange: r.exchange,
+            applicationName: `${r.applicationPrefix}producer`,
+            seed: o.seed,
+            producers: o.producers,
+            skus: o.saga.skus,
+            transactionsPerSecond: o.transactionsPerSecond,
+            rollbackRate: o.rollbackRate,
+            declinedRate: o.saga.declinedRate,
+            slowRate: o.saga.slowRate,
+          },
+          history,
+          stopWorkload.signal,
+        )
+      : startWorkload(
+          {
+            databaseUrl: viaPg,
+            schema: r.schema,
+            exchange: r.exchange,
+            applicationName: `${r.applicationPrefix}producer`,
+            seed: o.seed,
+            producers: o.producers,
+            keys: o.keys,
+            transactionsPerSecond: o.transactionsPerSecond,
+            maxEventsPerTransaction: o.maxEventsPerTransaction,
+            rollbackRate: o.rollbackRate,
+            slowCommitRate: o.slowCommitRate,
+          },
+          history,
+          stopWorkload.signal,
+        );
     const stopNemesis = new AbortController();
     const targets: NemesisTargets = {
       relays: fleet.relays,
@@ -135,9 +179,12 @@ export async function runChaos(input: ChaosOptions): Promise<ChaosReport> {
       queue: r.queue,
       deadLetters: r.deadLetters,
       maxAttempts: CHAOS_RETRY.maxAttempts,
-      amqpUrl: o.amqpUrl,
+      amqpUrl: o.amqpUrls[0] as string,
       applicationPrefix: r.applicationPrefix,
       serviceRestarts: o.serviceRestarts,
+      ...(brokerNodes !== undefined ? { brokerNodes } : {}),
+      // The saga workload schedules its timeouts: its relays also crash while moving due rows.
+      ...(saga ? { relayCrashPoints: SCHEDULING_RELAY_CRASH_POINTS } : {}),
     };
     // One nemesis per concurrent fault stream; the first uses the run's random stream.
     const nemeses = Array.from(
@@ -152,9 +199,15 @@ export async function runChaos(input: ChaosOptions): Promise<ChaosReport> {
     await workload;
     phases.workloadMs = Date.now() - t0;
 
+    if (brokerNodes !== undefined) {
+      // Every node up again before the processes are healed: the drain needs the whole cluster.
+      history.add('invoke', 'harness', 'heal-broker-nodes');
+      await brokerNodes.healAll();
+      history.add('ok', 'harness', 'heal-broker-nodes');
+    }
     await heal(proxies, fleet, history, () => tap.mark());
     o.log('healed; draining');
-    const settled = await drainAndQuiet(links, r, history, o);
+    const settled = await drainAndQuiet(links, r, history, o, saga ? sagaDrainProbe(links, r) : undefined);
     drained = settled.drained;
     phases.drainMs = settled.drainMs;
     phases.quietMs = settled.quietMs;
@@ -162,6 +215,10 @@ export async function runChaos(input: ChaosOptions): Promise<ChaosReport> {
     history.add('info', 'harness', 'phase', { phase: 'final-read' });
     await fleet.stop();
     state = await readFinalState(links, r, tap.tallies());
+    if (saga) {
+      state.queuedIds = await queuedMessageIds(await links.connection(), sagaWorkQueues(r));
+      sagaState = await readSagaState(links, r);
+    }
     if (o.verify !== undefined) {
       const committed = state.domain.map((d) => ({ eventId: d.eventId, key: d.key, seq: d.seq }));
       verify = await o.verify({ query: links.query, schema: r.schema, keys, committed }).catch((e: unknown) => [`verify threw: ${e instanceof Error ? e.message : String(e)}`]);
@@ -175,7 +232,13 @@ export async function runChaos(input: ChaosOptions): Promise<ChaosReport> {
     await workload?.catch(() => undefined);
     await fleet?.stop();
     for (const proxy of proxies) await proxy.close();
-    if (!o.keep) await removeRunResources(links, r);
+    if (!o.keep) {
+      if (saga) {
+        const channel = await links.channel().catch(() => undefined);
+        for (const queue of sagaWorkQueues(r)) await channel?.deleteQueue(queue).catch(() => undefined);
+      }
+      await removeRunResources(links, r);
+    }
     await links.close();
     history.add('info', 'harness', 'phase', { phase: 'done' });
     await history.close();
@@ -190,6 +253,7 @@ export async function runChaos(input: ChaosOptions): Promise<ChaosReport> {
     drained,
     history: history.ops,
     state,
+    ...(saga ? { saga: { state: sagaState, boundMs: o.saga.boundMs, historyStartMs: history.startedAtMs } } : {}),
     unjudgeable,
     verify,
     notProved: [

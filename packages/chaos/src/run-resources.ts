@@ -21,6 +21,10 @@ export interface RunResources {
   queue: string;
   /** The consumers' delay queues (one per distinct retry delay of `CHAOS_RETRY`). */
   delayQueues: string[];
+  /** Partitioned: the partition queues (instead of `queue` and `delayQueues`); otherwise empty. */
+  partitionQueues: string[];
+  /** Partitioned: the consistent-hash exchange in front of them. */
+  partitionExchange: string | undefined;
   /** The dead-letter exchange and queue (one name for both). */
   deadLetters: string;
   /**
@@ -34,10 +38,13 @@ export interface RunResources {
   applicationPrefix: string;
 }
 
-/** Names the resources of a new run. */
-export function nameRunResources(runId = randomBytes(3).toString('hex')): RunResources {
+/** Names the resources of a new run (with `partitions`, its partition queues too). */
+export function nameRunResources(runId = randomBytes(3).toString('hex'), partitions?: number): RunResources {
   const queue = `chaos.${runId}.work`;
   return {
+    // As @mailroom/inbox names them (partition-topology.ts): `<queue>.p000`…, `<queue>.partitions`.
+    partitionQueues: partitions === undefined ? [] : Array.from({ length: partitions }, (_, i) => `${queue}.p${String(i).padStart(3, '0')}`),
+    partitionExchange: partitions === undefined ? undefined : `${queue}.partitions`,
     runId,
     schema: `chaos_${runId}`,
     exchange: `chaos.${runId}`,
@@ -71,7 +78,7 @@ export async function createRunResources(
 /** Removes the run's queues, exchanges and schema; never rejects. */
 export async function removeRunResources(links: AdminLinks, r: RunResources): Promise<void> {
   const channel = await links.channel().catch(() => undefined);
-  for (const queue of [r.queue, ...r.delayQueues, r.deadLetters, r.parkedDeadLetters]) await channel?.deleteQueue(queue).catch(() => undefined);
-  for (const exchange of [r.exchange, r.deadLetters]) await channel?.deleteExchange(exchange).catch(() => undefined);
+  for (const queue of [r.queue, ...r.delayQueues, ...r.partitionQueues, r.deadLetters, r.parkedDeadLetters]) await channel?.deleteQueue(queue).catch(() => undefined);
+  for (const exchange of [r.exchange, r.deadLetters, ...(r.partitionExchange === undefined ? [] : [r.partitionExchange])]) await channel?.deleteExchange(exchange).catch(() => undefined);
   await links.pool.query(`DROP SCHEMA IF EXISTS ${quoteIdentifier(r.schema)} CASCADE`).catch(() => undefined);
 }

@@ -38,7 +38,10 @@ const pool = new pg.Pool({ connectionString: need('CHAOS_DATABASE_URL'), max: pr
 pool.on('error', () => undefined);
 const contract = chaosEvent(need('CHAOS_EXCHANGE'));
 // One connection for the consumer and its sink, as a service shares it.
-const amqp = createAmqpConnection({ url: need('CHAOS_AMQP_URL'), name });
+// Several URLs (a cluster's nodes, comma-separated): the connection fails over between them.
+const amqp = createAmqpConnection({ url: need('CHAOS_AMQP_URL').split(','), name });
+const queueType = process.env.CHAOS_QUEUE_TYPE === 'quorum' ? 'quorum' : 'classic';
+const partitionCount = Number(process.env.CHAOS_PARTITIONS ?? '0');
 const deadLetters = { exchange: need('CHAOS_DEAD_LETTERS'), queue: need('CHAOS_DEAD_LETTERS') };
 // The sink runs in the consumer's process (the consumer starts and stops it), so the nemesis's
 // kills and crash points (`dlq.sink.after-commit-before-ack`) hit it too.
@@ -51,6 +54,9 @@ const consumer = createConsumer({
   schema,
   prefetch,
   ordering,
+  queueType,
+  // The leases move a dead process's partitions within about a second (the nemesis kills often).
+  ...(partitionCount > 0 ? { partitions: { count: partitionCount, pool, rebalanceMs: 500, handoverTimeoutMs: 2000 } } : {}),
   stopTimeoutMs: 2000,
   retry: CHAOS_RETRY,
   deadLetters: { ...deadLetters, sink },
@@ -85,4 +91,5 @@ process.once('SIGTERM', () => {
     .finally(() => process.exit(0));
 });
 await consumer.start();
+consumer.on('partitions', (held) => report('partitions', { held }));
 report('ready', { pid: process.pid });

@@ -22,7 +22,7 @@ export interface WorkerFleet {
 }
 
 /** Where the built child-process entry points are (the sources run under vitest use the build). */
-function workerScript(name: string): string {
+export function workerScript(name: string): string {
   const here = fileURLToPath(import.meta.url);
   const file = here.endsWith('.ts') ? join(dirname(here), '..', 'dist', `${name}.js`) : join(dirname(here), `${name}.js`);
   if (!existsSync(file)) throw new MailroomError('INVALID_CONFIG', `${file} is missing: build @mailroom/chaos first (pnpm build).`);
@@ -33,9 +33,14 @@ function workerScript(name: string): string {
 const MAX_REPORTS_PER_MESSAGE = 100;
 
 /** What a worker reports on stdout, as history operations of that process. */
-function recordReport(history: History): (slot: ProcessSlot, event: Record<string, unknown>) => void {
+export function recordReport(history: History): (slot: ProcessSlot, event: Record<string, unknown>) => void {
   const seen = new Map<string, number>();
   return (slot, event) => {
+    // A partition change carries no message id: never capped (a rebalance is rare, and each one counts for the shares).
+    if (event.event === 'partitions') {
+      history.add('info', slot.name, 'partitions', { held: event.held });
+      return;
+    }
     const id = event.id;
     const tally = `${String(event.event)}\u0000${String(id)}`;
     const n = (seen.get(tally) ?? 0) + 1;
@@ -77,6 +82,8 @@ export function createWorkerFleet(
       CHAOS_DEAD_LETTERS: r.deadLetters,
       CHAOS_FAILURE_RATE: String(o.handlerFailureRate),
       CHAOS_PREFETCH: o.ordering ? '50' : '20',
+      CHAOS_QUEUE_TYPE: o.queueType,
+      CHAOS_PARTITIONS: String(o.partitions ?? 0),
     };
     if (o.handlerModule !== undefined) env.CHAOS_HANDLER_MODULE = o.handlerModule;
     consumers.push(new ProcessSlot({ name: `consumer-${i}`, role: 'consumer', script: consumerScript, env }, history, restartDelayMs, onLine));

@@ -6,7 +6,8 @@ import { need, needInt, report } from './worker-env.js';
 const name = need('CHAOS_NAME');
 const relay = createRelay({
   database: need('CHAOS_DATABASE_URL'),
-  amqp: need('CHAOS_AMQP_URL'),
+  // Several URLs (a cluster's nodes, comma-separated): the relay fails over between them.
+  amqp: need('CHAOS_AMQP_URL').split(','),
   schema: need('CHAOS_SCHEMA'),
   ordering: need('CHAOS_ORDERING') === 'true',
   batchSize: needInt('CHAOS_BATCH_SIZE'),
