@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { z } from 'zod';
+import { z } from 'zod/v4';
 import { DEFAULT_SCHEMA, MailroomError, describeError, type AmqpConnectionOptions, type AmqpTlsOptions } from '@mailroom/core';
 import { envSpec } from './env.js';
 

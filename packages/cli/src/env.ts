@@ -1,4 +1,4 @@
-import type { z } from 'zod';
+import type { z } from 'zod/v4';
 import { MailroomError } from '@mailroom/core';
 
 /** How a variable's text becomes the option's value, from the zod type of the option. */
@@ -35,9 +35,9 @@ export interface EnvSpec<T> {
 export type EnvOf<S> = S extends EnvSpec<infer T> ? T : never;
 
 // Every `MAILROOM_*` name some command reads, plus core's crash points (read by the library) and
-// the log level (accepted by every command). Any other one is a typo, refused by name rather than
-// silently ignored.
-const declared = new Set<string>(['MAILROOM_CRASH_POINTS', 'MAILROOM_LOG_LEVEL']);
+// the log level and format (accepted by every command). Any other one is a typo, refused by name
+// rather than silently ignored.
+const declared = new Set<string>(['MAILROOM_CRASH_POINTS', 'MAILROOM_LOG_LEVEL', 'MAILROOM_LOG_FORMAT']);
 
 interface Def {
   type: string;

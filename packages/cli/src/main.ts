@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-import { describeError, isMailroomError } from '@mailroom/core';
+import { createConsoleLogger, describeError, isMailroomError } from '@mailroom/core';
 import { UsageError } from './command.js';
 import { commands } from './commands/index.js';
+import { cliVersion } from './version.js';
 import { capYoungGeneration } from './young-generation.js';
 
 function usage(): string {
@@ -12,7 +13,8 @@ function usage(): string {
     'Commands:',
     ...commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
     '',
-    'Run `mailroom <command> --help` for the options and environment variables of a command.',
+    'Run `mailroom <command> --help` for the options and environment variables of a command,',
+    'and `mailroom --version` (or -v) for the version.',
   ].join('\n');
 }
 
@@ -21,6 +23,10 @@ async function main(argv: string[]): Promise<number> {
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(`${usage()}\n`);
     return name === undefined ? 2 : 0;
+  }
+  if (name === '--version' || name === '-v' || name === 'version') {
+    process.stdout.write(`${cliVersion()}\n`);
+    return 0;
   }
   const entry = commands.find((c) => c.name === name);
   if (!entry) {
@@ -45,7 +51,10 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(`mailroom ${name}: ${error.message}\n`);
       return 2;
     }
-    process.stderr.write(`mailroom ${name}: ${isMailroomError(error) ? error.message : describeError(error)}\n`);
+    const message = isMailroomError(error) ? error.message : describeError(error);
+    // A sidecar asked for JSON logs keeps its last words parseable too (an invalid variable, say).
+    if (name === 'relay' && process.env.MAILROOM_LOG_FORMAT === 'json') createConsoleLogger({ format: 'json', name: `mailroom ${name}` }).error(message);
+    else process.stderr.write(`mailroom ${name}: ${message}\n`);
     return 1;
   }
 }

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import { z } from 'zod/v4';
 import { envSpec } from './env.js';
 import { SIDECAR_SEMI_SPACE_MB } from './young-generation.js';
 
@@ -10,6 +10,11 @@ export const sidecarEnvSchema = z.strictObject({
   httpPort: z.number().int().min(0).max(65_535).default(9464).meta({ description: 'port of that server (0 picks a free one)' }),
   /** MAILROOM_LOG_LEVEL. */
   logLevel: z.enum(['debug', 'info', 'warn', 'error']).default('info').meta({ description: 'debug, info, warn or error' }),
+  /** MAILROOM_LOG_FORMAT. */
+  logFormat: z
+    .enum(['text', 'json'])
+    .default('text')
+    .meta({ description: 'text (readable lines) or json (one JSON object per line: time, level, name, msg and fields)' }),
   /** MAILROOM_EXIT_WITH_PARENT. */
   exitWithParent: z
     .boolean()
@@ -25,5 +30,5 @@ export const sidecarEnvSchema = z.strictObject({
     .meta({ description: "cap in MB of V8's young-generation semi-spaces; the process re-executes itself in place with it (0: V8's default)" }),
 });
 
-/** MAILROOM_HTTP_HOST, MAILROOM_HTTP_PORT, MAILROOM_LOG_LEVEL, MAILROOM_EXIT_WITH_PARENT and MAILROOM_SEMI_SPACE_MB. */
+/** MAILROOM_HTTP_HOST, MAILROOM_HTTP_PORT, MAILROOM_LOG_LEVEL, MAILROOM_LOG_FORMAT, MAILROOM_EXIT_WITH_PARENT and MAILROOM_SEMI_SPACE_MB. */
 export const SIDECAR_ENV = envSpec(sidecarEnvSchema);

@@ -28,7 +28,8 @@ async function tables(): Promise<string[]> {
 it('migrate --dry-run prints the SQL and applies nothing; migrate applies it once; doctor checks it all', async () => {
   const before = await run(['doctor']);
   expect(before.code).toBe(1);
-  expect(before.output).toContain(`FAIL  "${schema}".outbox does not exist: run \`mailroom migrate\``);
+  expect(before.output).toContain(`FAIL  schema "${schema}" is not migrated: "${schema}".outbox does not exist`);
+  expect(before.output).toContain('fix: run `mailroom migrate`');
 
   const dry = await run(['migrate', '--dry-run']);
   expect(dry.code).toBe(0);

@@ -11,8 +11,9 @@ import { z } from 'zod';
 import { defineMessage, migrate, type Logger, type OutgoingMessage } from '@mailroom/core';
 import { COMPONENT_GRANTS, MAILROOM_COMPONENTS, assertGrants, envelopeHeaders, grantsScript, missingGrants, type MailroomComponent } from '@mailroom/core/internal';
 import { createDeadLetterSink, createDeadLetterStore } from '@mailroom/dlq';
+import { listSagas, readSaga } from '@mailroom/saga';
 import { NonRetryableError, createConsumer, handler, type Consumer } from '@mailroom/inbox';
-import { createRelay, enqueue, type Relay } from '@mailroom/outbox';
+import { cancelScheduled, createRelay, enqueue, listHistory, type Relay } from '@mailroom/outbox';
 import { createTestBroker, randomName, spawnNode, testUrls, type TestBroker } from '../../../test/helpers.js';
 
 const CLI = fileURLToPath(new URL('../dist/main.js', import.meta.url));
@@ -69,6 +70,23 @@ async function enqueueWith(db: pg.Pool, messages: OutgoingMessage | OutgoingMess
   try {
     await client.query('BEGIN');
     await enqueue(client, messages, { schema });
+    await client.query('COMMIT');
+  } catch (error) {
+    await client.query('ROLLBACK');
+    throw error;
+  } finally {
+    client.release();
+  }
+}
+
+/** Schedules a message and cancels it, in one transaction of `db`'s (what a saga's timeout does). */
+async function scheduleAndCancelWith(db: pg.Pool): Promise<void> {
+  const client = await db.connect();
+  try {
+    await client.query('BEGIN');
+    const message = Task(exchange).create({ mode: 'ok' });
+    await enqueue(client, message, { schema, delay: 60_000 });
+    if (!(await cancelScheduled(client, message.messageId, { schema }))) throw new Error('cancelScheduled found nothing to cancel');
     await client.query('COMMIT');
   } catch (error) {
     await client.query('ROLLBACK');
@@ -177,7 +195,7 @@ it('grantsScript quotes validated names, merges the components of one role, refu
   expect(text).toContain('-- producer, consumer\nGRANT USAGE ON SCHEMA "mailroom" TO "app";');
   expect(text).toContain('GRANT INSERT ON "mailroom"."outbox" TO "app";');
   expect(text).toContain('GRANT SELECT, INSERT, DELETE ON "mailroom"."inbox" TO "app";');
-  expect(text).toContain('GRANT SELECT, UPDATE, DELETE ON "mailroom"."outbox" TO "Relay-1";');
+  expect(text).toContain('GRANT SELECT, INSERT, UPDATE, DELETE ON "mailroom"."outbox" TO "Relay-1";');
   expect(() => grantsScript('mailroom', { relay: 'public' })).toThrow('Invalid role name "public"');
   expect(() => grantsScript('mailroom', { relay: 'pg_monitor' })).toThrow('Invalid role name');
   expect(() => grantsScript('mailroom', { relay: 'x"; DROP TABLE y; --' })).toThrow('Invalid role name');
@@ -233,7 +251,7 @@ describe('with exactly the documented grants', () => {
 
     // Relay in ordering mode: leases (advisory locks, session timeouts), claim, publish, delete, dead-letter.
     const relayFailures: string[] = [];
-    const ordered = createRelay({ database: pool('relay'), amqp: amqpUrl, schema, ordering: true, partitions: 4, leaseHeartbeatMs: 200, pollIntervalMs: 100, maxMessageBytes: 8192 });
+    const ordered = createRelay({ database: pool('relay'), amqp: amqpUrl, schema, ordering: true, partitions: 4, leaseHeartbeatMs: 200, pollIntervalMs: 100, maxMessageBytes: 8192, archive: true });
     stoppers.push(() => ordered.stop());
     ordered.on('failure', (f) => relayFailures.push(f.error));
     await ordered.start();
@@ -241,6 +259,10 @@ describe('with exactly the documented grants', () => {
     expect(await count(`"${schema}".dead_letters WHERE source = 'relay' AND message_id = $1`, [big])).toBe(1);
     expect(await ordered.backlog()).toEqual({ rows: 0, oldestAgeSeconds: 0 });
     await ordered.stop();
+    // The archive (relay INSERT, operator SELECT): published rows kept, the dead-lettered one not.
+    const archived = (await listHistory(pool('operator'), { schema })).map((e) => e.messageId);
+    expect(archived.length).toBeGreaterThan(0);
+    expect(archived).not.toContain(big);
 
     // Consumer and sink: handled, retried once, dead-lettered and stored.
     await vi.waitFor(() => expect(events.handled.sort()).toEqual([ok, retry].sort()), WAIT);
@@ -541,7 +563,10 @@ const probes: Record<MailroomComponent, () => Promise<string[]>> = {
   async producer() {
     const errors: string[] = [];
     await enqueueWith(pool('producer'), Task(exchange).create({ mode: 'ok' })).catch((error: unknown) => errors.push(describeAll(error)));
+    // Scheduled delivery: enqueue with a delay (its trigger reads the earliest due time), then cancel.
+    await scheduleAndCancelWith(pool('producer')).catch((error: unknown) => errors.push(describeAll(error)));
     await admin.query(`DELETE FROM "${schema}".outbox`);
+    await admin.query(`DELETE FROM "${schema}".outbox_scheduled`);
     return errors;
   },
 
@@ -648,6 +673,11 @@ const probes: Record<MailroomComponent, () => Promise<string[]>> = {
     await step(() => store.replay({ ids: [replayId] }));
     await step(() => store.discard({ ids: [discardId] }));
     await step(() => store.actions({ limit: 1 }));
+    // `mailroom saga list` and `saga show` (readSaga reads the history even when the instance is not there).
+    await step(() => listSagas(pool('operator'), { schema }));
+    await step(() => readSaga(pool('operator'), 'probe', `probe-${run}`, { schema }));
+    // `mailroom history list` reads the archive.
+    await step(() => listHistory(pool('operator'), { schema, limit: 1 }));
     await admin.query(`DELETE FROM "${schema}".outbox`);
     await admin.query(`DELETE FROM "${schema}".dead_letters WHERE source = $1`, [`probe-${run}`]);
     return errors;

@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { isMailroomError } from '@mailroom/core';
-import { assertLoopbackTargets, chaosOptionsSchema, DEFAULT_FAULTS, FAULT_KINDS, HOSTILE_FAULTS, PROCESS_FAULTS, formatSummary, runChaos, type ChaosOptions, type FaultKind } from '@mailroom/chaos';
+import { assertLoopbackTargets, BROKER_NODE_FAULTS, chaosOptionsSchema, CLUSTER_FAULTS, DEFAULT_FAULTS, FAULT_KINDS, HOSTILE_FAULTS, PROCESS_FAULTS, formatSummary, runChaos, type ChaosOptions, type FaultKind } from '@mailroom/chaos';
 import type { Command } from '../command.js';
 import { UsageError } from '../command.js';
 import { describeEnv, envSpec, readEnv } from '../env.js';
@@ -23,8 +23,14 @@ const USAGE = [
   'Only servers on this machine (127.0.0.0/8, ::1, localhost) unless --allow-remote.',
   '',
   '  --seed N                  seed of the fault schedule and the workload (default: random, printed)',
+  '  --workload events|saga    events (default): domain rows with outbox events; saga: orders, each an',
+  '                            orchestrated saga (orchestrators, inventory and payments as processes, timeouts',
+  '                            as scheduled messages); checked: every saga ends within its bound, no step or',
+  '                            compensation applied twice, no order both charged and cancelled, stock conserved.',
+  '                            Its default faults: process, link and backend faults (no injected messages)',
   '  --duration 60s            workload and faults (ms, or s / m); the drain and checks follow',
-  '  --faults a,b,c            fault kinds (default: all, i.e. every kind but restart-*); "process" = the',
+  '  --faults a,b,c            fault kinds (default: all, i.e. every kind but restart-* and the broker node faults;',
+  `                            with --cluster-script: "cluster" = ${CLUSTER_FAULTS.join(', ')}); "process" = the`,
   '                            process faults (kill-*, pause-*, crash-*); "hostile" = the hostile inputs',
   `                            (${HOSTILE_FAULTS.join(', ')});`,
   '                            "none" = no faults; e.g. all,restart-postgres',
@@ -32,6 +38,15 @@ const USAGE = [
   '  --interval 1500           mean gap between faults, in ms',
   '  --concurrency 1           fault streams at once (faults overlap: a kill during a blackhole, …)',
   '  --ordering                per-key order: relays and one consumer in ordering mode, reorders checked',
+  '  --partitions N            partitioned consumers: N partition queues shared by the consumer processes',
+  '                            (implies --ordering; --consumers then defaults to 3)',
+  '  --queue-type quorum       the work queues: classic (default) or quorum (replicated; on a cluster)',
+  '  --cluster-script PATH     the local cluster MAILROOM_AMQP_URL lists (comma-separated node URLs), e.g.',
+  '                            scripts/rabbit-cluster.sh: enables the broker node faults (kill-broker-node:',
+  '                            kill -9 a node then start it; stop-broker-app: stop_app then start_app; one node',
+  '                            down at a time) and makes "cluster" the default fault set. The AMQP link faults',
+  '                            then hit every node\'s link at once; the heal starts every node',
+  '  --cluster-nodes 3         the cluster\'s node count',
   '  --relays N, --consumers N, --producers N, --keys N, --rate TX_PER_S',
   '  --rollback-rate 0.1       share of producer transactions rolled back',
   '  --slow-commit-rate 0.1    share held open 50-800 ms before COMMIT (rows commit out of id order)',
@@ -78,10 +93,12 @@ function faults(value: string | undefined): FaultKind[] | undefined {
     if (k === 'all') for (const f of DEFAULT_FAULTS) kinds.add(f);
     else if (k === 'process') for (const f of PROCESS_FAULTS) kinds.add(f);
     else if (k === 'hostile') for (const f of HOSTILE_FAULTS) kinds.add(f);
+    else if (k === 'cluster') for (const f of CLUSTER_FAULTS) kinds.add(f);
+    else if (k === 'broker') for (const f of BROKER_NODE_FAULTS) kinds.add(f);
     else if ((FAULT_KINDS as readonly string[]).includes(k)) kinds.add(k as FaultKind);
     else unknown.push(k);
   }
-  if (unknown.length > 0) throw new UsageError(`unknown fault kind ${unknown.join(', ')} (kinds: all, process, hostile, none, ${FAULT_KINDS.join(', ')})`);
+  if (unknown.length > 0) throw new UsageError(`unknown fault kind ${unknown.join(', ')} (kinds: all, process, hostile, cluster, broker, none, ${FAULT_KINDS.join(', ')})`);
   return [...kinds];
 }
 
@@ -124,11 +141,16 @@ export const chaosCommand: Command = {
         strict: true,
         options: {
           seed: { type: 'string' },
+          workload: { type: 'string' },
           duration: { type: 'string' },
           faults: { type: 'string' },
           interval: { type: 'string' },
           concurrency: { type: 'string' },
           ordering: { type: 'boolean' },
+          partitions: { type: 'string' },
+          'queue-type': { type: 'string' },
+          'cluster-script': { type: 'string' },
+          'cluster-nodes': { type: 'string' },
           relays: { type: 'string' },
           consumers: { type: 'string' },
           producers: { type: 'string' },
@@ -159,11 +181,20 @@ export const chaosCommand: Command = {
       if (value !== undefined) options[key] = value;
     };
     set('seed', number('seed', v.seed));
+    if (v.workload !== undefined && v.workload !== 'events' && v.workload !== 'saga') throw new UsageError(`--workload ${JSON.stringify(v.workload)}: use events or saga`);
+    set('workload', v.workload);
     set('durationMs', duration('duration', v.duration));
     set('faults', faults(v.faults));
     set('faultIntervalMs', duration('interval', v.interval));
     set('faultConcurrency', number('concurrency', v.concurrency));
     set('ordering', v.ordering);
+    set('partitions', number('partitions', v.partitions));
+    if (v['queue-type'] !== undefined && v['queue-type'] !== 'classic' && v['queue-type'] !== 'quorum') throw new UsageError(`--queue-type ${JSON.stringify(v['queue-type'])}: use classic or quorum`);
+    set('queueType', v['queue-type']);
+    if (v['cluster-script'] !== undefined) {
+      const nodes = number('cluster-nodes', v['cluster-nodes']);
+      options.cluster = { script: resolve(v['cluster-script']), ...(nodes !== undefined ? { nodes } : {}) };
+    } else if (v['cluster-nodes'] !== undefined) throw new UsageError('--cluster-nodes needs --cluster-script');
     set('relays', number('relays', v.relays));
     set('consumers', number('consumers', v.consumers));
     set('producers', number('producers', v.producers));

@@ -72,7 +72,7 @@ export function listText(rows: DeadLetter[]): string {
       d.lastFailedAt.toISOString(),
       d.replayedAt ? 'yes' : 'no',
       d.fingerprint,
-      replayCell(d.replayTarget),
+      d.parkedBehind === undefined ? replayCell(d.replayTarget) : `parked behind ${d.parkedBehind}`,
       short(d.error),
     ]),
   ]);
@@ -106,6 +106,7 @@ export function showText(d: DeadLetter): string {
     `routing key   ${esc(d.routingKey ?? '-')}`,
     `key           ${esc(d.key ?? '-')}`,
     `group         ${d.fingerprint}`,
+    ...(d.parkedBehind === undefined ? [] : [`parked behind ${d.parkedBehind} (replay or discard that head to release this one, in order)`]),
     `replays to    ${replayLine(d.replayTarget)}`,
     `changes       ${d.changes.length === 0 ? 'none (stored as received)' : esc(d.changes.join('; '))}`,
     `headers       ${safeJson(d.headers)}`,
@@ -117,6 +118,7 @@ export function showText(d: DeadLetter): string {
 /** What `dlq replay` did (or would do), one line per skipped dead letter. */
 export function replayText(result: ReplayResult): string {
   const lines = [`${result.dryRun ? 'would replay' : 'replayed'} ${result.count} message(s)${result.messageIds.length > 0 ? `: ${result.messageIds.join(' ')}` : ''}`];
+  if (result.released !== undefined) lines.push(`released ${result.released.length} parked message(s) behind their head, in order: ${result.released.join(' ')}`);
   for (const s of result.skipped) lines.push(`skipped ${esc(s.id)}${s.messageId === '' ? '' : ` (${s.messageId})`}: ${esc(s.why)}`);
   return lines.join('\n');
 }

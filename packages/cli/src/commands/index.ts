@@ -18,12 +18,23 @@ export const commands: CommandEntry[] = [
   { name: 'migrate', summary: "create or update mailroom's tables (--dry-run prints the SQL it would run)", load: async () => (await import('./migrate.js')).migrateCommand },
   { name: 'relay', summary: 'run the outbox relay as a sidecar (configured by MAILROOM_* variables)', load: async () => (await import('./relay.js')).relayCommand },
   { name: 'dlq', summary: 'dead letters: list, show, groups, replay (through the outbox), discard, sink', load: async () => (await import('./dlq.js')).dlqCommand },
+  { name: 'saga', summary: 'saga instances: list (--status, --name, --stuck-for), show one with its history', load: async () => (await import('./saga.js')).sagaCommand },
+  {
+    name: 'history',
+    summary: 'the event archive: list, show, replay (to one queue, original message ids), prune (drop day partitions)',
+    load: async () => (await import('./history.js')).historyCommand,
+  },
   { name: 'ui', summary: 'the dead-letter workbench in the browser (binds 127.0.0.1:7480 unless told otherwise)', load: async () => (await import('./ui.js')).uiCommand },
   {
     name: 'chaos',
     summary: 'run the chaos harness: faults on a seeded schedule, then a check that nothing was lost or applied twice',
     load: async () => (await import('./chaos.js')).chaosCommand,
   },
-  { name: 'doctor', summary: 'check that PostgreSQL and RabbitMQ are reachable and the tables are migrated', load: async () => (await import('./doctor.js')).doctorCommand },
+  {
+    name: 'contracts',
+    summary: 'export an AsyncAPI 3.0 document of the message contracts a module exports (contracts export --module PATH)',
+    load: async () => (await import('./contracts.js')).contractsCommand,
+  },
+  { name: 'doctor', summary: 'check PostgreSQL, pending migrations, and RabbitMQ permissions and plugins (--json)', load: async () => (await import('./doctor.js')).doctorCommand },
   { name: 'grants', summary: "print the GRANTs each component's role needs (--check COMPONENT: what this role lacks)", load: async () => (await import('./grants.js')).grantsCommand },
 ];

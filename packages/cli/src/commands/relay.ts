@@ -1,6 +1,8 @@
 import { once } from 'node:events';
-import { createAmqpConnection, createConsoleLogger } from '@mailroom/core';
-import { createRelay, relayOptionsSchema } from '@mailroom/outbox';
+import pg from 'pg';
+import { createAmqpConnection, createConsoleLogger, describeError } from '@mailroom/core';
+import { createDeadLetterStore } from '@mailroom/dlq';
+import { createRelay, relayOptionsSchema, type RelayLinks } from '@mailroom/outbox';
 import type { Command } from '../command.js';
 import { UsageError } from '../command.js';
 import { AMQP_TLS_ENV, amqpConnectionOptions, splitAmqpUrls } from '../connection-env.js';
@@ -8,6 +10,15 @@ import { combineEnv, describeEnv, envSpec, readEnv } from '../env.js';
 import { startHttpServer } from '../http-server.js';
 import { watchParent } from '../parent-watch.js';
 import { SIDECAR_ENV } from '../sidecar-env.js';
+import { registerBuildInfo, registerDeadLetterGauges } from '../sidecar-metrics.js';
+import { cliVersion } from '../version.js';
+
+/** The links that are down, by name, and why: what /readyz puts first so a person sees it at once. */
+export function linksDown(links: RelayLinks): { down: string[]; reason: string | undefined } {
+  const down = (['postgres', 'rabbitmq'] as const).filter((link) => !links[link].up);
+  const reason = down.length === 0 ? undefined : down.map((link) => `${link} is down: ${links[link].error ?? 'unknown'}`).join('; ');
+  return { down, reason };
+}
 
 // Every relay option but the two objects a process cannot get from its environment: the
 // variables, their defaults and their --help lines all come from the relay's own schema; then
@@ -20,10 +31,11 @@ export const relayCommand: Command = {
     [
       'Usage: mailroom relay',
       '',
-      'Publishes committed outbox rows to RabbitMQ with publisher confirms. Serves /healthz, /readyz (JSON: which',
-      'link is down, and why) and /metrics (Prometheus) over HTTP. On SIGTERM or SIGINT it stops claiming, commits',
-      'the batch in flight and exits 0; it does the same when the process that started it exits (npx does not',
-      'forward SIGTERM: run `exec mailroom relay` or `node …/mailroom/dist/main.js relay` in containers).',
+      'Publishes committed outbox rows to RabbitMQ with publisher confirms. Serves /healthz, /readyz (JSON: "down"',
+      'names the links that are down, "reason" says why) and /metrics (Prometheus) over HTTP. On SIGTERM or SIGINT',
+      'it stops claiming, commits the batch in flight and exits 0; it does the same when the process that started',
+      'it exits (npx does not forward SIGTERM: run `exec mailroom relay` or `node …/mailroom/dist/main.js relay` in',
+      'containers). MAILROOM_LOG_FORMAT=json writes the log as JSON lines.',
       '',
       'MAILROOM_AMQP_URL may list several URLs of one cluster, separated by commas.',
       '',
@@ -36,6 +48,7 @@ export const relayCommand: Command = {
       httpHost,
       httpPort,
       logLevel,
+      logFormat,
       exitWithParent,
       // Applied before start-up (main.ts re-executes the process with it).
       semiSpaceMb: _semiSpaceMb,
@@ -49,11 +62,20 @@ export const relayCommand: Command = {
       ...options
     } = readEnv(env, RELAY_ENV);
     const tlsEnv = { amqpTlsCaFile, amqpTlsCertFile, amqpTlsKeyFile, amqpTlsKeyPassphrase, amqpTlsServername, amqpTlsRejectUnauthorized, amqpAuth };
-    const logger = createConsoleLogger({ level: logLevel, name: options.name });
+    const logger = createConsoleLogger({ level: logLevel, format: logFormat, name: options.name });
     const urls = typeof options.amqp === 'string' ? splitAmqpUrls(options.amqp) : [];
     // The sidecar opens the broker connection itself (TLS, EXTERNAL, several URLs) and closes it after the relay stopped.
     const amqp = createAmqpConnection({ ...amqpConnectionOptions(urls, tlsEnv), name: options.name, logger });
     const relay = createRelay({ ...options, amqp, logger });
+    // The sidecar's own series beside the relay's: what runs, the process, and the dead letters
+    // (read through the store's API on a connection of their own, at most every 30 s).
+    relay.metrics.collectProcessMetrics();
+    registerBuildInfo(relay.metrics, { version: cliVersion(), instance: options.name });
+    const storePool = new pg.Pool({ connectionString: options.database as string, max: 1, application_name: `${options.name}-metrics` });
+    storePool.on('error', (error) => logger.debug('metrics database connection failed', { error: describeError(error) }));
+    const store = createDeadLetterStore({ db: storePool, schema: options.schema });
+    registerDeadLetterGauges(relay.metrics, () => store.groups());
+    const endStorePool = (): Promise<void> => storePool.end().catch(() => undefined);
 
     const stop = new AbortController();
     const onStop = (): void => stop.abort();
@@ -70,7 +92,11 @@ export const relayCommand: Command = {
     const http = await startHttpServer(
       {
         live: () => !stopping,
-        readiness: () => ({ ready: !stopping && relay.ready, detail: { stopping, links: relay.links } }),
+        readiness: () => {
+          const links = relay.links;
+          const { down, reason } = linksDown(links);
+          return { ready: !stopping && relay.ready, detail: { stopping, down, ...(reason === undefined ? {} : { reason }), links } };
+        },
         metrics: () => relay.metrics.render(),
       },
       httpHost,
@@ -84,6 +110,7 @@ export const relayCommand: Command = {
       unwatch();
       http.server.close();
       await amqp.close();
+      await endStorePool();
       throw error;
     }
     if (!stop.signal.aborted) await once(stop.signal, 'abort');
@@ -93,6 +120,7 @@ export const relayCommand: Command = {
     await relay.stop();
     await amqp.close();
     http.server.close();
+    await endStorePool();
     const s = relay.stats;
     logger.info(`relay exited cleanly: published ${s.published}, returned ${s.returned}, nacked ${s.nacked}, dead-lettered ${s.deadLettered}`);
     return 0;

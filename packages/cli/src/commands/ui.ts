@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
-import { z } from 'zod';
+import { z } from 'zod/v4';
 import type { Command } from '../command.js';
 import { UsageError } from '../command.js';
 import { DATABASE_ENV } from '../connection-env.js';
