@@ -12,6 +12,7 @@ import { databaseUrlFor, dropDatabase } from '@mailroom/example-kit';
 import { cleanupBroker } from '@mailroom/example-kit/orchestra';
 import { usersOrdersBrokerNames, usersOrdersStory } from '@mailroom/example-users-orders/story';
 import { sagaBrokerNames, sagaStory } from '@mailroom/example-order-saga/story';
+import { orchestrationBrokerNames, orchestrationStory } from '@mailroom/example-order-orchestration/story';
 import { testUrls } from '../../../test/helpers.js';
 
 const BOUND_MS = 20_000;
@@ -23,6 +24,9 @@ const db = {
   shopOrders: `mr_e2e_${run}_shop_orders`,
   inventory: `mr_e2e_${run}_inventory`,
   payments: `mr_e2e_${run}_payments`,
+  orchOrders: `mr_e2e_${run}_orch_orders`,
+  orchInventory: `mr_e2e_${run}_orch_inventory`,
+  orchPayments: `mr_e2e_${run}_orch_payments`,
 };
 
 const lines: string[] = [];
@@ -44,6 +48,7 @@ afterAll(async () => {
   const { databaseUrl, amqpUrl } = testUrls();
   await cleanupBroker(amqpUrl, usersOrdersBrokerNames(prefix));
   await cleanupBroker(amqpUrl, sagaBrokerNames(prefix));
+  await cleanupBroker(amqpUrl, orchestrationBrokerNames(prefix));
   for (const name of Object.values(db)) await dropDatabase(databaseUrl, name);
 }, 60_000);
 
@@ -140,4 +145,82 @@ describe('examples: the demo story end to end', () => {
     const statusOf = new Map(orders.map((o) => [o.id, o.status]));
     for (const r of reservations) expect(r.status).toBe(statusOf.get(r.order_id) === 'confirmed' ? 'committed' : 'released');
   }, 90_000);
+
+  it('orchestrated saga: commands, a payment timeout and compensations; every order ends confirmed or cancelled after SIGKILL of the orchestrator and of payments mid-flight', async () => {
+    const { databaseUrl, amqpUrl } = testUrls();
+    // Timeouts generous enough that the happy path never meets them on a loaded machine.
+    const paymentTimeoutMs = 5000;
+    const facts = await orchestrationStory({
+      databaseUrl,
+      amqpUrl,
+      prefix,
+      databases: { orders: db.orchOrders, inventory: db.orchInventory, payments: db.orchPayments },
+      say,
+      boundMs: BOUND_MS,
+      burst: 16,
+      paymentTimeoutMs,
+      processorDelayMs: paymentTimeoutMs + 3000,
+    }).catch((error: unknown) => {
+      throw new Error(`${(error as Error).message}\nstory so far:\n${lines.join('\n')}`);
+    });
+    expect(Math.max(...facts.convergenceMs)).toBeLessThan(BOUND_MS);
+    // NUL bytes, a negative or huge quantity, a 100 kB SKU, a card with a newline: 400, nothing written.
+    expect(facts.hostileRefused).toBe(5);
+    expect(facts.outcomes.happy).toEqual({ status: 'confirmed', reason: null, reservation: 'committed', payment: 'charged', stock: 3 });
+    expect(facts.outcomes.outOfStock).toEqual({ status: 'cancelled', reason: 'out-of-stock', reservation: 'rejected', payment: null, stock: 1 });
+    // The compensations: the reservation released; for the timeout also the payment voided, and
+    // the processor's late answer charged nothing.
+    expect(facts.outcomes.declined).toEqual({ status: 'cancelled', reason: 'payment-declined', reservation: 'released', payment: 'declined', stock: 3 });
+    expect(facts.outcomes.timedOut).toMatchObject({ status: 'cancelled', reason: 'payment-timeout', reservation: 'released', payment: 'voided', stock: 3 });
+    expect(facts.outcomes.timedOut.timedOutAfterMs).toBeGreaterThanOrEqual(paymentTimeoutMs);
+    // Its history, as `mailroom saga show` prints it: the timeout moved it, nothing after.
+    expect(facts.timedOutHistory).toEqual({ status: 'completed', steps: ['order.placed:applied', 'inventory.reserved:applied', 'order.step-timed-out:applied'] });
+    expect(facts.kills.map((k) => k.service)).toEqual(['orders', 'payments']);
+    expect(facts.burst.confirmed + facts.burst.cancelled).toBe(16);
+    expect(facts.invariants).toMatchObject({
+      orders: 20,
+      sagaInstances: 20,
+      sagasNotCompleted: 0,
+      notFinal: 0,
+      confirmedWithoutCharge: 0,
+      chargedAndCancelled: 0,
+      wrongAmount: 0,
+      stepsAppliedMoreThanOnce: 0,
+      stockConserved: true,
+    });
+    expect(facts.exitCodes).toEqual({ orders: 0, payments: 0, inventory: 0 });
+
+    // Checked again straight from the databases: money kept only for confirmed orders.
+    const orders = await query<{ id: string; status: string; amount: string }>(db.orchOrders, 'SELECT id, status, amount FROM orders');
+    const payments = await query<{ order_id: string; status: string; amount: string | null }>(db.orchPayments, 'SELECT order_id, status, amount FROM payments');
+    const kept = new Map(payments.filter((p) => p.status === 'charged').map((p) => [p.order_id, p.amount]));
+    for (const order of orders) {
+      if (order.status === 'confirmed') expect(kept.get(order.id)).toBe(order.amount);
+      else expect(order.status === 'cancelled' && !kept.has(order.id), `order ${order.id} is ${order.status}`).toBe(true);
+    }
+    // Every reservation ended: committed for confirmed orders, released or rejected for cancelled ones.
+    const reservations = await query<{ order_id: string; status: string }>(db.orchInventory, 'SELECT order_id, status FROM reservations');
+    const statusOf = new Map(orders.map((o) => [o.id, o.status]));
+    for (const r of reservations) {
+      if (statusOf.get(r.order_id) === 'confirmed') expect(r.status).toBe('committed');
+      else expect(['released', 'rejected']).toContain(r.status);
+    }
+    // One effect per message in each service: never two handled_log rows for one message, and in
+    // the participants one inbox row per handled_log row. (The orchestrator's inbox also holds
+    // replies that reached an instance already completed: the saga takes them without a step.)
+    for (const [database, consumer] of [
+      [db.orchOrders, 'orders'],
+      [db.orchInventory, 'inventory'],
+      [db.orchPayments, 'payments'],
+    ] as const) {
+      expect(await query(database, 'SELECT message_id FROM handled_log GROUP BY message_id HAVING count(*) > 1')).toEqual([]);
+      const [counts] = await query<{ inbox: number; handled: number }>(
+        database,
+        'SELECT (SELECT count(*)::int FROM mailroom.inbox WHERE consumer = $1) AS inbox, (SELECT count(*)::int FROM handled_log) AS handled',
+        [consumer],
+      );
+      if (consumer === 'orders') expect(counts?.inbox).toBeGreaterThanOrEqual(counts?.handled ?? 0);
+      else expect(counts?.inbox).toBe(counts?.handled);
+    }
+  }, 150_000);
 });
