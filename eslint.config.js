@@ -3,7 +3,7 @@ import { FAN } from './scripts/fan.mjs';
 
 // Each package imports only the packages of the fan (scripts/fan.mjs), always through a public
 // entry (or core's `internal` subpath, which only mailroom's packages use).
-const PACKAGES = ['@mailroom/core', '@mailroom/outbox', '@mailroom/inbox', '@mailroom/dlq', '@mailroom/chaos', '@mailroom/ui', 'mailroom'];
+const PACKAGES = ['@mailroom/core', '@mailroom/outbox', '@mailroom/inbox', '@mailroom/dlq', '@mailroom/saga', '@mailroom/chaos', '@mailroom/ui', 'mailroom'];
 
 const deepImports = {
   // Any path below a package but core's internal subpath is a deep import (the examples' own
@@ -18,7 +18,11 @@ function fanRule(pkg) {
   return [
     'error',
     {
-      paths: forbidden.map((name) => ({ name, message: `@mailroom/${pkg} stands on ${allowed.join(', ') || 'nothing'} only (the fan in DESIGN.md).` })),
+      paths: [
+        ...forbidden.map((name) => ({ name, message: `@mailroom/${pkg} stands on ${allowed.join(', ') || 'nothing'} only (the fan in DESIGN.md).` })),
+        // zod is a peer (3.25+ or 4): on zod 3.25, plain 'zod' is the v3 API; 'zod/v4' is zod 4 in both.
+        { name: 'zod', message: "Import from 'zod/v4': zod is a peer dependency (^3.25 || ^4), and 'zod' is zod 3's API on 3.25." },
+      ],
       patterns: [
         deepImports,
         ...(allowed.includes('@mailroom/core') ? [] : [{ regex: '^@mailroom/core/internal$', message: `@mailroom/${pkg} may not import core.` }]),

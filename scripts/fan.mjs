@@ -5,8 +5,10 @@ export const FAN = {
   outbox: ['@mailroom/core'],
   inbox: ['@mailroom/core'],
   dlq: ['@mailroom/core', '@mailroom/outbox'],
-  chaos: ['@mailroom/core', '@mailroom/outbox', '@mailroom/inbox', '@mailroom/dlq'],
-  // The workbench reads and writes dead letters only through the dlq package's public API.
-  ui: ['@mailroom/core', '@mailroom/dlq'],
-  cli: ['@mailroom/core', '@mailroom/outbox', '@mailroom/inbox', '@mailroom/dlq', '@mailroom/chaos', '@mailroom/ui'],
+  saga: ['@mailroom/core', '@mailroom/outbox', '@mailroom/inbox'],
+  chaos: ['@mailroom/core', '@mailroom/outbox', '@mailroom/inbox', '@mailroom/dlq', '@mailroom/saga'],
+  // The workbench reads and writes dead letters only through the dlq package's public API, and
+  // the outbox's state (backlog, relays) only through the outbox's.
+  ui: ['@mailroom/core', '@mailroom/outbox', '@mailroom/dlq'],
+  cli: ['@mailroom/core', '@mailroom/outbox', '@mailroom/inbox', '@mailroom/dlq', '@mailroom/saga', '@mailroom/chaos', '@mailroom/ui'],
 };

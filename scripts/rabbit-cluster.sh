@@ -42,6 +42,12 @@ start_node() {
   if [ "$(id -u)" = 0 ] && id rabbitmq >/dev/null 2>&1; then chown -R rabbitmq:rabbitmq "$dir"; fi
   (
     cd "$home"
+    # The node outlives this script: it must not inherit our open descriptors (a test runner's
+    # pipes, a lock file held with flock), or whoever waits on them waits for the node's death.
+    for fd in /proc/$BASHPID/fd/*; do
+      fd=${fd##*/}
+      if [ "$fd" -gt 2 ]; then eval "exec $fd>&-"; fi
+    done
     RABBITMQ_NODENAME="$(node_name "$n")" \
     RABBITMQ_NODE_PORT="$port" \
     RABBITMQ_DIST_PORT=$((port + 20000)) \
@@ -72,7 +78,11 @@ join_node() {
 
 case "${1:-}" in
   start)
-    for n in "${nodes[@]}"; do start_node "$n"; done
+    # In parallel: the nodes of a cluster that was stopped each wait at boot for their peers, so
+    # starting them one after the other would wait out that timeout on the first.
+    pids=()
+    for n in "${nodes[@]}"; do start_node "$n" & pids+=($!); done
+    for pid in "${pids[@]}"; do wait "$pid"; done
     for n in 2 3; do join_node "$n"; done
     echo "cluster up: $("$0" urls)"
     ;;
