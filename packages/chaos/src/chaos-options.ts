@@ -63,7 +63,11 @@ export const chaosOptionsSchema = z.strictObject({
       declinedRate: rate.default(0.15),
       /** Share of orders with a slow card. Default: 0.1. */
       slowRate: rate.default(0.1),
-      /** Every saga must end (order confirmed or cancelled) within this many ms of its order's commit. Default: 30000. */
+      /**
+       * Every saga must end (order confirmed or cancelled) within this many ms of its order's
+       * commit, plus the time the drain took (the backlog the run left, which a loaded machine's
+       * orders also waited behind). Default: 30000.
+       */
       boundMs: z.number().int().positive().default(30_000),
       /** A defect planted in the harness's own saga services, to prove the checker catches it. Default: none. */
       defect: z.enum(['none', 'leaky-compensation']).default('none'),

@@ -140,6 +140,6 @@ export interface SagaOutcomes {
   late: number;
   /** Sagas cancelled by a timeout while a fault was on (or within a second after it). */
   timeoutsDuringFaults: number;
-  /** The bound every saga had to end within, in ms of its order's commit. */
+  /** The bound every saga had to end within, in ms of its order's commit (`saga.boundMs` plus the drain's time). */
   boundMs: number;
 }

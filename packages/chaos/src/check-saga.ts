@@ -1,8 +1,10 @@
 import { checkExits } from './check-exits.js';
 import { checkLoops } from './check-loops.js';
-import { ANOMALY_KINDS, noAnomalies, type Anomalies, type CheckResult, type Finding, type SagaOutcomes } from './check-result.js';
+import { noAnomalies, type Anomalies, type CheckResult, type Finding, type SagaOutcomes } from './check-result.js';
+import { checkVerdict } from './check-verdict.js';
 import type { FinalState } from './final-state.js';
-import type { CommitValue, HistoryOp } from './history.js';
+import type { HistoryOp } from './history.js';
+import { tallyHistory } from './history-tally.js';
 import type { SagaFinalState } from './saga-final-state.js';
 
 /** Options of {@link checkSaga}. */
@@ -45,12 +47,6 @@ function isEffect(action: string): boolean {
   return !action.startsWith('late-') && !action.endsWith('-refused') && !action.endsWith('-nothing') && action !== 'answer-after-void';
 }
 
-function quantile(sorted: number[], q: number): number {
-  if (sorted.length === 0) return 0;
-  const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
-  return Math.round((sorted[index] as number) * 10) / 10;
-}
-
 /**
  * Judges a saga run: the history says which orders committed (each the start of one saga), the
  * final state what became of them. Every committed order must have ended — confirmed or
@@ -60,42 +56,9 @@ function quantile(sorted: number[], q: number): number {
  * the planted-history tests call it directly.
  */
 export function checkSaga(history: readonly HistoryOp[], saga: SagaFinalState, state: FinalState, options: SagaCheckOptions): CheckResult {
-  const unjudgeable: string[] = [];
-  const acknowledged = new Set<string>();
-  const failed = new Set<string>();
-  const unknown = new Set<string>();
-  const invoked = new Set<string>();
-  const faults: Record<string, number> = {};
-  let transactions = 0;
-  let committedTx = 0;
-  let rolledBackTx = 0;
-  let unknownTx = 0;
-  let duplicateDeliveries = 0;
-  for (const op of history) {
-    if (op.f === 'commit') {
-      const ids = (op.value as CommitValue | undefined)?.events.map((e) => e.id) ?? [];
-      if (op.type === 'invoke') {
-        transactions += 1;
-        for (const id of ids) invoked.add(id);
-      } else if (op.type === 'ok') {
-        committedTx += 1;
-        for (const id of ids) acknowledged.add(id);
-      } else if (op.type === 'fail') {
-        rolledBackTx += 1;
-        for (const id of ids) failed.add(id);
-      } else {
-        unknownTx += 1;
-        for (const id of ids) unknown.add(id);
-      }
-    } else if (op.f === 'duplicate-delivery') {
-      duplicateDeliveries += 1;
-    }
-    if (op.process === 'nemesis' && (op.type === 'ok' || op.type === 'info') && op.f !== 'heal' && !op.f.startsWith('inject-')) faults[op.f] = (faults[op.f] ?? 0) + 1;
-  }
-  if (transactions === 0) unjudgeable.push('the history holds no producer transaction');
-  for (const id of invoked) {
-    if (!acknowledged.has(id) && !failed.has(id) && !unknown.has(id)) unjudgeable.push(`transaction of order ${id} has no completion in the history`);
-  }
+  const tally = tallyHistory(history, 'order');
+  const { acknowledged, failed, unknown } = tally;
+  const unjudgeable = [...tally.unjudgeable];
 
   const anomalies: Anomalies = noAnomalies();
   const findings: Finding[] = [];
@@ -104,7 +67,7 @@ export function checkSaga(history: readonly HistoryOp[], saga: SagaFinalState, s
     findings.push({ anomaly, id, detail });
   };
   const orders = new Map(saga.orders.map((o) => [o.id, o]));
-  if (saga.orders.length === 0 && committedTx > 0) unjudgeable.push('the final read found no orders although transactions committed');
+  if (saga.orders.length === 0 && tally.committedTransactions > 0) unjudgeable.push('the final read found no orders although transactions committed');
   const reservations = new Map(saga.reservations.map((r) => [r.orderId, r]));
   const payments = new Map(saga.payments.map((p) => [p.orderId, p]));
   const instances = new Map(saga.instances.map((i) => [i.id, i]));
@@ -194,32 +157,17 @@ export function checkSaga(history: readonly HistoryOp[], saga: SagaFinalState, s
     flag(f.anomaly, f.id, f.detail);
   }
 
-  latencies.sort((a, b) => a - b);
-  const maxIds = options.maxIds ?? 50;
-  const counts = Object.fromEntries(ANOMALY_KINDS.map((k) => [k, anomalies[k].length])) as { [K in keyof Anomalies]: number };
-  const trimmed = Object.fromEntries(ANOMALY_KINDS.map((k) => [k, anomalies[k].slice(0, maxIds)])) as unknown as Anomalies;
   return {
-    valid: unjudgeable.length === 0 && ANOMALY_KINDS.every((k) => anomalies[k].length === 0),
-    unjudgeable,
-    counts: {
-      transactions,
-      committedTransactions: committedTx,
-      rolledBackTransactions: rolledBackTx,
-      unknownOutcomeTransactions: unknownTx,
-      committedEvents: orders.size,
-      effects: saga.ledger.length,
-      duplicateDeliveries,
-      injectedDuplicates: 0,
-      injectedPoison: 0,
-      injectedHostile: 0,
-      deadLetters: state.deadLetters.length,
-      faults: Object.values(faults).reduce((a, b) => a + b, 0),
-      ...counts,
-    },
-    faults,
-    anomalies: trimmed,
-    findings: findings.slice(0, maxIds * 3),
-    latencyMs: { count: latencies.length, p50: quantile(latencies, 0.5), p90: quantile(latencies, 0.9), p99: quantile(latencies, 0.99), max: quantile(latencies, 1) },
+    ...checkVerdict({
+      tally,
+      unjudgeable,
+      anomalies,
+      findings,
+      // The saga workload injects no messages of its own.
+      counts: { committedEvents: orders.size, effects: saga.ledger.length, injectedDuplicates: 0, injectedPoison: 0, injectedHostile: 0, deadLetters: state.deadLetters.length },
+      latencies,
+      maxIds: options.maxIds ?? 50,
+    }),
     saga: outcomes,
   };
 }

@@ -2,71 +2,22 @@ import { CHAOS_RETRY } from './chaos-event.js';
 import { checkExits } from './check-exits.js';
 import { checkHostile, injectedHostile, lettersOf } from './check-hostile.js';
 import { checkLoops } from './check-loops.js';
-import { ANOMALY_KINDS, noAnomalies, type Anomalies, type CheckOptions, type CheckResult, type Finding } from './check-result.js';
-import type { CommitValue, HistoryOp } from './history.js';
+import { noAnomalies, type Anomalies, type CheckOptions, type CheckResult, type Finding } from './check-result.js';
+import { checkVerdict } from './check-verdict.js';
+import type { HistoryOp } from './history.js';
+import { tallyHistory } from './history-tally.js';
 import type { FinalState } from './final-state.js';
-
-function quantile(sorted: number[], q: number): number {
-  if (sorted.length === 0) return 0;
-  const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
-  return Math.round((sorted[index] as number) * 10) / 10;
-}
 
 /**
  * Judges a run: the history says what each producer was told, the final state what really
  * happened. Pure: the planted-history tests call it directly.
  */
 export function check(history: readonly HistoryOp[], state: FinalState, options: CheckOptions = {}): CheckResult {
-  const unjudgeable: string[] = [];
-  const acknowledged = new Set<string>();
-  const failed = new Set<string>();
-  const unknown = new Set<string>();
-  const invoked = new Set<string>();
-  const poison = new Set<string>();
-  const faults: Record<string, number> = {};
-  let transactions = 0;
-  let committedTx = 0;
-  let rolledBackTx = 0;
-  let unknownTx = 0;
-  let duplicateDeliveries = 0;
-  let injectedDuplicates = 0;
-
-  for (const op of history) {
-    if (op.f === 'commit') {
-      const value = op.value as CommitValue | undefined;
-      const ids = value?.events.map((e) => e.id) ?? [];
-      if (op.type === 'invoke') {
-        transactions += 1;
-        for (const id of ids) invoked.add(id);
-      } else if (op.type === 'ok') {
-        committedTx += 1;
-        for (const id of ids) acknowledged.add(id);
-      } else if (op.type === 'fail') {
-        rolledBackTx += 1;
-        for (const id of ids) failed.add(id);
-      } else {
-        unknownTx += 1;
-        for (const id of ids) unknown.add(id);
-      }
-    } else if (op.f === 'inject-poison' && op.type === 'ok') {
-      const id = (op.value as { id?: string } | undefined)?.id;
-      if (id !== undefined) poison.add(id);
-    } else if (op.f === 'inject-duplicate' && op.type === 'ok') {
-      injectedDuplicates += 1;
-    } else if (op.f === 'duplicate-delivery') {
-      duplicateDeliveries += 1;
-    }
-    if (op.process === 'nemesis' && (op.type === 'ok' || op.type === 'info') && op.f !== 'heal' && !op.f.startsWith('inject-')) {
-      faults[op.f] = (faults[op.f] ?? 0) + 1;
-    }
-  }
-  if (transactions === 0) unjudgeable.push('the history holds no producer transaction');
-  for (const id of invoked) {
-    if (!acknowledged.has(id) && !failed.has(id) && !unknown.has(id)) unjudgeable.push(`transaction of event ${id} has no completion in the history`);
-  }
-
+  const tally = tallyHistory(history, 'event');
+  const { acknowledged, failed, unknown, poison } = tally;
+  const unjudgeable = [...tally.unjudgeable];
   const committed = new Map(state.domain.map((d) => [d.eventId, d]));
-  if (state.domain.length === 0 && committedTx > 0) unjudgeable.push('the final read found no domain rows although transactions committed');
+  if (state.domain.length === 0 && tally.committedTransactions > 0) unjudgeable.push('the final read found no domain rows although transactions committed');
   const effects = new Map<string, number>();
   for (const row of state.ledger) effects.set(row.eventId, (effects.get(row.eventId) ?? 0) + 1);
   const outbox = new Set(state.outbox.map((r) => r.messageId));
@@ -139,39 +90,21 @@ export function check(history: readonly HistoryOp[], state: FinalState, options:
     const d = committed.get(id);
     if (d !== undefined) latencies.push(Math.max(0, t - d.createdAt));
   }
-  latencies.sort((a, b) => a - b);
 
-  const maxIds = options.maxIds ?? 50;
-  const counts = Object.fromEntries(ANOMALY_KINDS.map((k) => [k, anomalies[k].length])) as { [K in keyof Anomalies]: number };
-  const trimmed = Object.fromEntries(ANOMALY_KINDS.map((k) => [k, anomalies[k].slice(0, maxIds)])) as unknown as Anomalies;
-  const faultTotal = Object.values(faults).reduce((a, b) => a + b, 0);
-  return {
-    valid: unjudgeable.length === 0 && ANOMALY_KINDS.every((k) => anomalies[k].length === 0),
+  return checkVerdict({
+    tally,
     unjudgeable,
+    anomalies,
+    findings,
     counts: {
-      transactions,
-      committedTransactions: committedTx,
-      rolledBackTransactions: rolledBackTx,
-      unknownOutcomeTransactions: unknownTx,
       committedEvents: committed.size,
       effects: state.ledger.length,
-      duplicateDeliveries,
-      injectedDuplicates,
+      injectedDuplicates: tally.injectedDuplicates,
       injectedPoison: poison.size,
       injectedHostile: hostile.length,
       deadLetters: state.deadLetters.length,
-      faults: faultTotal,
-      ...counts,
     },
-    faults,
-    anomalies: trimmed,
-    findings: findings.slice(0, maxIds * 3),
-    latencyMs: {
-      count: latencies.length,
-      p50: quantile(latencies, 0.5),
-      p90: quantile(latencies, 0.9),
-      p99: quantile(latencies, 0.99),
-      max: quantile(latencies, 1),
-    },
-  };
+    latencies,
+    maxIds: options.maxIds ?? 50,
+  });
 }

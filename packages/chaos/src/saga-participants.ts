@@ -90,19 +90,22 @@ export function inventoryHandlers(s: SagaServiceContext): HandlerBinding[] {
             return 'release';
           }
         }
+        // The tombstone first: its INSERT waits for a reservation another transaction is still
+        // inserting (the reserve in flight when the reserve timeout's release came), and the UPDATE
+        // after it, a new statement, sees that reservation committed. UPDATE first missed it: its
+        // snapshot had no such row, and the INSERT then conflicted with it: stock kept for good.
+        const tomb = await db.query(`INSERT INTO ${t}.saga_reservations (order_id, sku, qty, status) VALUES ($1, '', 0, 'released') ON CONFLICT (order_id) DO NOTHING RETURNING order_id`, [
+          payload.orderId,
+        ]);
+        if (tomb.rows.length > 0) return 'release-tombstone';
         const { rows } = await db.query<{ sku: string; qty: number }>(
           `UPDATE ${t}.saga_reservations SET status = 'released' WHERE order_id = $1 AND status = 'reserved' RETURNING sku, qty`,
           [payload.orderId],
         );
         const r = rows[0];
-        if (r !== undefined) {
-          await db.query(`UPDATE ${t}.saga_stock SET available = available + $2 WHERE sku = $1`, [r.sku, r.qty]);
-          return 'release';
-        }
-        const tomb = await db.query(`INSERT INTO ${t}.saga_reservations (order_id, sku, qty, status) VALUES ($1, '', 0, 'released') ON CONFLICT (order_id) DO NOTHING RETURNING order_id`, [
-          payload.orderId,
-        ]);
-        return tomb.rows.length > 0 ? 'release-tombstone' : 'release-nothing';
+        if (r === undefined) return 'release-nothing';
+        await db.query(`UPDATE ${t}.saga_stock SET available = available + $2 WHERE sku = $1`, [r.sku, r.qty]);
+        return 'release';
       }),
     ),
     handler(c.CommitInventory, (ctx) =>

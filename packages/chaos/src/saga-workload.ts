@@ -1,12 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
-import pg from 'pg';
+import type pg from 'pg';
 import { delayQueueName, quoteIdentifier } from '@mailroom/core/internal';
 import { enqueue } from '@mailroom/outbox';
 import { retryDelays } from '@mailroom/inbox';
 import { CHAOS_RETRY } from './chaos-event.js';
 import type { CommitValue, History } from './history.js';
-import { createRandom } from './random.js';
+import { runProducers, type PlannedTransaction, type ProducerConfig } from './producer-loop.js';
+import type { Random } from './random.js';
 import type { RunResources } from './run-resources.js';
 import { sagaContracts, type SagaCard } from './saga-contracts.js';
 
@@ -83,15 +83,10 @@ export function sagaTablesSql(schema: string, skus: number, stockPerSku: number)
 }
 
 /** What the saga producers need. */
-export interface SagaWorkloadConfig {
-  databaseUrl: string;
+export interface SagaWorkloadConfig extends ProducerConfig {
   schema: string;
   exchange: string;
-  applicationName: string;
-  seed: number;
-  producers: number;
   skus: number;
-  transactionsPerSecond: number;
   rollbackRate: number;
   /** Shares of declined and slow cards (the rest answer at once). */
   declinedRate: number;
@@ -105,61 +100,22 @@ export interface SagaWorkloadConfig {
  * order (id and key: the order id).
  */
 export function startSagaWorkload(config: SagaWorkloadConfig, history: History, stopSignal: AbortSignal): Promise<void> {
-  const pool = new pg.Pool({
-    connectionString: config.databaseUrl,
-    max: config.producers,
-    application_name: config.applicationName,
-    connectionTimeoutMillis: 3000,
-    query_timeout: 5000,
-  });
-  pool.on('error', () => undefined);
-  pool.on('connect', (client) => client.on('error', () => undefined));
   const s = quoteIdentifier(config.schema);
   const { OrderPlaced } = sagaContracts(config.exchange);
-  const gapMs = (config.producers / config.transactionsPerSecond) * 1000;
-  let txCounter = 0;
-
-  const worker = async (p: number): Promise<void> => {
-    const random = createRandom(config.seed * 37 + p + 1);
-    const name = `producer-${p + 1}`;
-    while (!stopSignal.aborted) {
-      txCounter += 1;
-      const orderId = randomUUID();
-      const value: CommitValue = { tx: `${name}.${txCounter}`, events: [{ id: orderId, key: orderId }] };
-      const roll = random.next();
-      const card: SagaCard = roll < config.declinedRate ? 'declined' : roll < config.declinedRate + config.slowRate ? 'slow' : 'good';
-      const sku = `s${random.int(0, config.skus - 1)}`;
-      const qty = random.int(1, 3);
-      const amount = random.int(1, 500);
-      const rollback = random.chance(config.rollbackRate);
-      history.add('invoke', name, 'commit', value);
-      let client: pg.PoolClient | undefined;
-      let committing = false;
-      try {
-        client = await pool.connect();
-        await client.query('BEGIN');
-        await client.query(`INSERT INTO ${s}.saga_orders (id, sku, qty, amount, card, producer, tx) VALUES ($1, $2, $3, $4, $5, $6, $7)`, [orderId, sku, qty, amount, card, p + 1, value.tx]);
-        await enqueue(client, OrderPlaced.create({ orderId, sku, qty, amount, card }, { messageId: orderId, key: orderId }), { schema: config.schema });
-        if (rollback) {
-          await client.query('ROLLBACK');
-          history.add('fail', name, 'commit', { ...value, reason: 'rolled back' });
-        } else {
-          committing = true;
-          await client.query('COMMIT');
-          history.add('ok', name, 'commit', value);
-        }
-        client.release();
-      } catch (error) {
-        client?.release(error instanceof Error ? error : new Error(String(error)));
-        const reason = error instanceof Error ? error.message : String(error);
-        // Before COMMIT was sent the transaction cannot have committed; after, nobody knows.
-        history.add(committing ? 'info' : 'fail', name, 'commit', { ...value, reason });
-        if (!rollback && !committing) await sleep(100);
-      }
-      await sleep(Math.max(1, gapMs * (0.5 + random.next())));
-    }
+  const plan = (random: Random, p: number, tx: string): PlannedTransaction => {
+    const orderId = randomUUID();
+    const value: CommitValue = { tx, events: [{ id: orderId, key: orderId }] };
+    const roll = random.next();
+    const card: SagaCard = roll < config.declinedRate ? 'declined' : roll < config.declinedRate + config.slowRate ? 'slow' : 'good';
+    const sku = `s${random.int(0, config.skus - 1)}`;
+    const qty = random.int(1, 3);
+    const amount = random.int(1, 500);
+    const rollback = random.chance(config.rollbackRate);
+    const write = async (client: pg.PoolClient): Promise<void> => {
+      await client.query(`INSERT INTO ${s}.saga_orders (id, sku, qty, amount, card, producer, tx) VALUES ($1, $2, $3, $4, $5, $6, $7)`, [orderId, sku, qty, amount, card, p + 1, tx]);
+      await enqueue(client, OrderPlaced.create({ orderId, sku, qty, amount, card }, { messageId: orderId, key: orderId }), { schema: config.schema });
+    };
+    return { value, rollback, write };
   };
-  return Promise.all(Array.from({ length: config.producers }, (_, p) => worker(p)))
-    .then(() => undefined)
-    .finally(() => pool.end().catch(() => undefined));
+  return runProducers(config, { seedFactor: 37, plan }, history, stopSignal);
 }

@@ -1,22 +1,18 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import pg from 'pg';
+import type pg from 'pg';
 import { quoteIdentifier } from '@mailroom/core/internal';
 import { enqueue } from '@mailroom/outbox';
 import { chaosEvent } from './chaos-event.js';
 import type { CommitValue, History } from './history.js';
-import { createRandom } from './random.js';
+import { runProducers, type PlannedTransaction, type ProducerConfig } from './producer-loop.js';
+import type { Random } from './random.js';
 
-/** What the producers need. */
-export interface WorkloadConfig {
-  databaseUrl: string;
+/** What the producers of the events workload need. */
+export interface WorkloadConfig extends ProducerConfig {
   schema: string;
   exchange: string;
-  applicationName: string;
-  seed: number;
-  producers: number;
   keys: number;
-  transactionsPerSecond: number;
   maxEventsPerTransaction: number;
   rollbackRate: number;
   slowCommitRate: number;
@@ -55,75 +51,37 @@ export function workloadTablesSql(schema: string, keys: number): string {
 
 /**
  * Producer workers: each transaction takes the next sequence number of 1..n keys, inserts a
- * domain row and enqueues an event per key, then commits or (a share of them) rolls back. Every
- * transaction is an invoke and an ok / fail / info in the history.
+ * domain row and enqueues an event per key, then commits or (a share of them) rolls back; a
+ * share stays open a while before COMMIT. Every transaction is an invoke and an ok / fail / info
+ * in the history.
  */
 export function startWorkload(config: WorkloadConfig, history: History, stopSignal: AbortSignal): Promise<void> {
-  const pool = new pg.Pool({
-    connectionString: config.databaseUrl,
-    max: config.producers,
-    application_name: config.applicationName,
-    connectionTimeoutMillis: 3000,
-    query_timeout: 5000,
-  });
-  pool.on('error', () => undefined);
-  pool.on('connect', (client) => client.on('error', () => undefined));
   const s = quoteIdentifier(config.schema);
   const contract = chaosEvent(config.exchange);
-  const gapMs = (config.producers / config.transactionsPerSecond) * 1000;
-  let txCounter = 0;
-
-  const worker = async (p: number): Promise<void> => {
-    const random = createRandom(config.seed * 31 + p + 1);
-    const name = `producer-${p + 1}`;
-    while (!stopSignal.aborted) {
-      const n = random.int(1, Math.min(config.maxEventsPerTransaction, config.keys));
-      const keys = new Set<string>();
-      while (keys.size < n) keys.add(`k${random.int(0, config.keys - 1)}`);
-      txCounter += 1;
-      const value: CommitValue = { tx: `${name}.${txCounter}`, events: [...keys].sort().map((key) => ({ id: randomUUID(), key })) };
-      const rollback = random.chance(config.rollbackRate);
-      const holdMs = random.chance(config.slowCommitRate) ? random.int(50, 800) : 0;
-      history.add('invoke', name, 'commit', value);
-      let client: pg.PoolClient | undefined;
-      let committing = false;
-      try {
-        client = await pool.connect();
-        await client.query('BEGIN');
-        for (const e of value.events) {
-          await client.query(
-            `WITH next AS (UPDATE ${s}.chaos_keys SET seq = seq + 1 WHERE key = $2 RETURNING seq)
-             INSERT INTO ${s}.chaos_domain (event_id, key, seq, producer, tx) SELECT $1, $2, seq, $3, $4 FROM next`,
-            [e.id, e.key, p + 1, value.tx],
-          );
-        }
-        await enqueue(
-          client,
-          value.events.map((e) => contract.create({ eventId: e.id, key: e.key, producer: p + 1 }, { messageId: e.id, key: e.key })),
-          { schema: config.schema },
+  const plan = (random: Random, p: number, tx: string): PlannedTransaction => {
+    const n = random.int(1, Math.min(config.maxEventsPerTransaction, config.keys));
+    const keys = new Set<string>();
+    while (keys.size < n) keys.add(`k${random.int(0, config.keys - 1)}`);
+    const value: CommitValue = { tx, events: [...keys].sort().map((key) => ({ id: randomUUID(), key })) };
+    const rollback = random.chance(config.rollbackRate);
+    const holdMs = random.chance(config.slowCommitRate) ? random.int(50, 800) : 0;
+    const write = async (client: pg.PoolClient): Promise<void> => {
+      for (const e of value.events) {
+        await client.query(
+          `WITH next AS (UPDATE ${s}.chaos_keys SET seq = seq + 1 WHERE key = $2 RETURNING seq)
+           INSERT INTO ${s}.chaos_domain (event_id, key, seq, producer, tx) SELECT $1, $2, seq, $3, $4 FROM next`,
+          [e.id, e.key, p + 1, tx],
         );
-        // Held open after the insert: later transactions get higher ids and commit first.
-        if (holdMs > 0) await sleep(holdMs);
-        if (rollback) {
-          await client.query('ROLLBACK');
-          history.add('fail', name, 'commit', { ...value, reason: 'rolled back' });
-        } else {
-          committing = true;
-          await client.query('COMMIT');
-          history.add('ok', name, 'commit', value);
-        }
-        client.release();
-      } catch (error) {
-        client?.release(error instanceof Error ? error : new Error(String(error)));
-        const reason = error instanceof Error ? error.message : String(error);
-        // Before COMMIT was sent the transaction cannot have committed; after, nobody knows.
-        history.add(committing ? 'info' : 'fail', name, 'commit', { ...value, reason });
-        if (!rollback && !committing) await sleep(100);
       }
-      await sleep(Math.max(1, gapMs * (0.5 + random.next())));
-    }
+      await enqueue(
+        client,
+        value.events.map((e) => contract.create({ eventId: e.id, key: e.key, producer: p + 1 }, { messageId: e.id, key: e.key })),
+        { schema: config.schema },
+      );
+      // Held open after the insert: later transactions get higher ids and commit first.
+      if (holdMs > 0) await sleep(holdMs);
+    };
+    return { value, rollback, write };
   };
-  return Promise.all(Array.from({ length: config.producers }, (_, p) => worker(p)))
-    .then(() => undefined)
-    .finally(() => pool.end().catch(() => undefined));
+  return runProducers(config, { seedFactor: 31, plan }, history, stopSignal);
 }

@@ -45,7 +45,8 @@ describe('chaos: the saga workload', () => {
     expect(saga.cancelled['payment-declined'] ?? 0).toBeGreaterThan(0);
     expect(saga.cancelled['charge-timeout'] ?? 0).toBeGreaterThan(0);
     expect(saga.timeoutsDuringFaults).toBeGreaterThan(0);
-    // Bounded: every saga ended within 30 s of its order's commit (the checker flags each one that did not).
+    // Bounded: every saga ended within 30 s of its order's commit plus the drain's time (the backlog
+    // a loaded machine leaves); the checker flags each one that did not.
     expect(report.check.latencyMs.max).toBeLessThanOrEqual(saga.boundMs);
     // The faults hit the saga services: kills, pauses and crash points that fired.
     for (const kind of ['kill-consumer', 'pause-consumer', 'crash-consumer', 'kill-relay', 'terminate-backends']) expect(report.check.faults[kind] ?? 0, kind).toBeGreaterThan(0);
