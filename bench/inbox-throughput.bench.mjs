@@ -9,7 +9,13 @@
 // - mailroom, group commit off (maxBatchSize 1: one transaction per delivery, as before).
 // Exactly-once is checked for mailroom: COUNT inbox rows, COUNT handled, DUPLICATES duplicates.
 // Then the lone-message latency at 10 messages/s: publish → acked (the bare and raw consumers
-// time their ack, mailroom its 'handled' event, which comes after the ack), p50 and p99.
+// time their ack, mailroom its 'handled' event, which comes after the ack), p50 and p99. The four
+// sides run at once, each on its own queue (its own routing key), and take turns: one message every
+// 1/(4 × rate) s, to the next side in turn, so each side gets `rate` messages/s, alone (a message
+// takes a few ms, the gap is 25 ms at 10/s), and every side sees the same machine at the same
+// moments (a slower minute slows all four). LATENCY_RUNS runs with fresh consumers, the order of
+// the turn rotated each run; the added latency is mailroom's p50 − bare's p50 of the same run,
+// reported per run and as the median of the runs.
 // Prints per-run ratios, medians, the load average at start and end, the bench process's CPU per
 // message and the whole machine's (PostgreSQL and RabbitMQ included).
 import { randomUUID, hash } from 'node:crypto';
@@ -28,6 +34,7 @@ const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const PREFETCH = Number(process.env.BENCH_INBOX_PREFETCH ?? 64);
 const POOL = Number(process.env.BENCH_INBOX_POOL ?? 32);
 const LATENCY_COUNT = Number(process.env.BENCH_INBOX_LATENCY_COUNT ?? 100);
+const LATENCY_RUNS = Number(process.env.BENCH_INBOX_LATENCY_RUNS ?? 5);
 const LATENCY_RATE = Number(process.env.BENCH_INBOX_LATENCY_RATE ?? 10);
 // BENCH_INBOX_BEFORE=1: for code without the maxBatchSize option (the "before" measurement).
 const BEFORE = process.env.BENCH_INBOX_BEFORE === '1';
@@ -35,7 +42,10 @@ const CORES = cpus().length;
 
 const loadAtStart = loadAverage();
 const pool = newPool(POOL);
-const connection = await amqp.connect(amqpUrl);
+// noDelay, as mailroom's own connections (core's AmqpConnection): with Nagle's algorithm a publish
+// that follows a bare consumer's ack on this connection waits for the broker's delayed TCP ACK
+// (tens of ms), which the latency runs (sides in turns, 25 ms apart) would charge to whoever is next.
+const connection = await amqp.connect(amqpUrl, { noDelay: true });
 const admin = await connection.createConfirmChannel();
 const exchange = `bench.inbox.${tag()}`;
 await admin.assertExchange(exchange, 'topic', { durable: true });
@@ -58,8 +68,8 @@ function workload() {
   return out;
 }
 
-function publishOne(queueExchange, message) {
-  return admin.publish(queueExchange, 'bench.event', message.body, {
+function publishOne(queueExchange, message, routingKey = 'bench.event') {
+  return admin.publish(queueExchange, routingKey, message.body, {
     messageId: message.id,
     type: 'bench.event',
     contentType: CONTENT_TYPE,
@@ -104,16 +114,14 @@ async function inboxRows(schema, consumer) {
 }
 
 /** The mailroom consumer; resolves with its figures once every delivery was acked. */
-async function mailroom(messages, { maxBatchSize, latency = false } = {}) {
+async function mailroom(messages, { maxBatchSize } = {}) {
   const { schema, drop } = await freshSchema(pool);
   const name = `bench.inbox.${tag()}`;
-  if (!latency) await preload(name, messages);
+  await preload(name, messages);
   const expected = messages.length;
   let settled = 0;
   let done;
   const finished = new Promise((resolve) => (done = resolve));
-  const sentAt = new Map();
-  const latencies = [];
   const consumer = createConsumer({
     name,
     db: pool,
@@ -127,25 +135,15 @@ async function mailroom(messages, { maxBatchSize, latency = false } = {}) {
     retention: { cleanupIntervalMs: 0 },
     handlers: [handler(Event, async () => undefined)],
   });
-  const settle = (meta) => {
-    const t = sentAt.get(meta.messageId);
-    if (t !== undefined) latencies.push(performance.now() - t);
+  const settle = () => {
     if (++settled === expected) done();
   };
   consumer.on('handled', settle);
   consumer.on('duplicate', settle);
-  let result;
-  if (latency) {
-    await admin.assertQueue(name, { durable: true, arguments: { 'x-queue-type': 'classic' } });
-    await admin.bindQueue(name, exchange, 'bench.event');
-    await consumer.start();
-    result = await paced(messages, sentAt, finished);
-  } else {
-    const stop = measure();
-    await consumer.start();
-    await finished;
-    result = stop(expected);
-  }
+  const stop = measure();
+  await consumer.start();
+  await finished;
+  const result = stop(expected);
   const stats = consumer.stats;
   await consumer.stop();
   const rows = await inboxRows(schema, name);
@@ -154,63 +152,58 @@ async function mailroom(messages, { maxBatchSize, latency = false } = {}) {
   await drop();
   const distinct = new Set(messages.map((m) => m.id)).size;
   const exactlyOnce = rows === distinct && stats.handled === distinct && stats.duplicates === expected - distinct;
-  return { ...result, latencies, exactlyOnce, check: `${rows} rows, ${stats.handled} handled, ${stats.duplicates} duplicates` };
+  return { ...result, exactlyOnce, check: `${rows} rows, ${stats.handled} handled, ${stats.duplicates} duplicates` };
 }
 
-/** A bare amqplib consumer: `work(content, message)` then ack; resolves once everything was acked. */
-async function bare(messages, work, { latency = false } = {}) {
-  const queue = `bench.bare.${tag()}`;
-  if (latency) {
-    await admin.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': 'classic' } });
-    await admin.bindQueue(queue, exchange, 'bench.event');
-  } else await preload(queue, messages);
+/**
+ * A bare amqplib consumer on `queue`: `work(payload, message)` then ack, `onAcked(message)` after
+ * the ack. Returns a function that closes its channel.
+ */
+async function bareConsumer(queue, work, onAcked) {
   const ch = await connection.createChannel();
   await ch.prefetch(PREFETCH);
-  const expected = messages.length;
-  let acked = 0;
-  let done;
-  const finished = new Promise((resolve) => (done = resolve));
-  const sentAt = new Map();
-  const latencies = [];
-  const stop = latency ? undefined : measure();
   await ch.consume(queue, (msg) => {
     const payload = Event.parse(JSON.parse(msg.content.toString('utf8')));
     work(payload, msg).then(() => {
       ch.ack(msg);
-      const t = sentAt.get(msg.properties.messageId);
-      if (t !== undefined) latencies.push(performance.now() - t);
-      if (++acked === expected) done();
+      onAcked(msg);
     }, (error) => {
       console.error(error);
       process.exit(1);
     });
   });
-  const result = latency ? await paced(messages, sentAt, finished) : (await finished, stop(expected));
-  await ch.close();
-  await admin.deleteQueue(queue);
-  return { ...result, latencies };
+  return () => ch.close();
 }
 
-/** Publishes one message every 1/LATENCY_RATE s, noting when; resolves once all were settled. */
-async function paced(messages, sentAt, finished) {
-  const interval = 1000 / LATENCY_RATE;
-  const t0 = performance.now();
-  for (let i = 0; i < messages.length; i++) {
-    const wait = t0 + i * interval - performance.now();
-    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
-    sentAt.set(messages[i].id, performance.now());
-    publishOne(exchange, messages[i]);
-  }
+/** A bare amqplib consumer of a preloaded queue; resolves once everything was acked. */
+async function bare(messages, work) {
+  const queue = `bench.bare.${tag()}`;
+  await preload(queue, messages);
+  const expected = messages.length;
+  let acked = 0;
+  let done;
+  const finished = new Promise((resolve) => (done = resolve));
+  const stop = measure();
+  const close = await bareConsumer(queue, work, () => {
+    if (++acked === expected) done();
+  });
   await finished;
-  return {};
+  const result = stop(expected);
+  await close();
+  await admin.deleteQueue(queue);
+  return result;
 }
 
 const rawWork = async () => undefined;
-async function bareInbox(messages, options) {
+/** The bare consumer's work: the inbox row, in autocommit. */
+const bareInboxWork = (schema, consumer) => {
+  const sql = `INSERT INTO "${schema}".inbox (consumer, message_id, payload_hash) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`;
+  return (_payload, msg) => pool.query(sql, [consumer, msg.properties.messageId, hash('sha256', msg.content, 'buffer')]);
+};
+async function bareInbox(messages) {
   const { schema, drop } = await freshSchema(pool);
   const consumer = `bench.bare.${tag()}`;
-  const sql = `INSERT INTO "${schema}".inbox (consumer, message_id, payload_hash) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`;
-  const result = await bare(messages, (_payload, msg) => pool.query(sql, [consumer, msg.properties.messageId, hash('sha256', msg.content, 'buffer')]), options);
+  const result = await bare(messages, bareInboxWork(schema, consumer));
   const rows = await inboxRows(schema, consumer);
   await drop();
   return { ...result, rows };
@@ -234,20 +227,105 @@ for (let run = 0; run < RUNS; run++) {
   process.stderr.write(`run ${run + 1}/${RUNS}: ${names.map((n) => `${n} ${fmt(runs[n].at(-1).rate)}/s`).join(', ')}\n`);
 }
 
-// The lone message: one every 1/LATENCY_RATE s, publish → acked.
-const lone = () => Array.from({ length: LATENCY_COUNT }, (_, i) => ({ id: randomUUID(), body: Buffer.from(JSON.stringify({ orderId: `l-${i}`, n: i })) }));
-const latency = {
-  raw: await bare(lone(), rawWork, { latency: true }),
-  bare: await (async () => {
-    const { schema, drop } = await freshSchema(pool);
-    const sql = `INSERT INTO "${schema}".inbox (consumer, message_id, payload_hash) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`;
-    const r = await bare(lone(), (_p, msg) => pool.query(sql, ['bench.bare', msg.properties.messageId, hash('sha256', msg.content, 'buffer')]), { latency: true });
-    await drop();
-    return r;
-  })(),
-  mailroom: await mailroom(lone(), { latency: true }),
-  off: await mailroom(lone(), { latency: true, maxBatchSize: 1 }),
-};
+// The lone message: each side one every 1/LATENCY_RATE s, publish → acked, the sides taking turns.
+/**
+ * One side of the latency runs on its own queue bound with routing key `lat.<side>`; calls
+ * `onSettled(messageId)` once a message is acked (mailroom: its 'handled' or 'duplicate' event,
+ * after the ack). Returns `stop()`, which resolves with an exactly-once check where there is one.
+ */
+async function latencySide(side, schema, onSettled) {
+  const name = `bench.lat.${side}.${tag()}`;
+  const routingKey = `lat.${side}`;
+  if (side === 'raw' || side === 'bare') {
+    await admin.assertQueue(name, { durable: true, arguments: { 'x-queue-type': 'classic' } });
+    await admin.bindQueue(name, exchange, routingKey);
+    const close = await bareConsumer(name, side === 'raw' ? rawWork : bareInboxWork(schema, name), (msg) => onSettled(msg.properties.messageId));
+    return {
+      routingKey,
+      async stop() {
+        await close();
+        await admin.deleteQueue(name);
+        return undefined;
+      },
+    };
+  }
+  const consumer = createConsumer({
+    name,
+    db: pool,
+    amqp: amqpUrl,
+    schema,
+    prefetch: PREFETCH,
+    metrics: new MetricsRegistry(),
+    ...(side === 'off' && !BEFORE ? { maxBatchSize: 1 } : {}),
+    bindings: [{ exchange, routingKey }],
+    deadLetters: { exchange: `${name}.dead`, queue: `${name}.dead` },
+    retention: { cleanupIntervalMs: 0 },
+    handlers: [handler(Event, async () => undefined)],
+  });
+  consumer.on('handled', (meta) => onSettled(meta.messageId));
+  consumer.on('duplicate', (meta) => onSettled(meta.messageId));
+  await consumer.start();
+  return {
+    routingKey,
+    async stop() {
+      const stats = consumer.stats;
+      await consumer.stop();
+      const rows = await inboxRows(schema, name);
+      for (const q of [name, ...consumer.delayQueues, `${name}.dead`]) await admin.deleteQueue(q);
+      await admin.deleteExchange(`${name}.dead`);
+      return rows === LATENCY_COUNT && stats.handled === LATENCY_COUNT && stats.duplicates === 0;
+    },
+  };
+}
+
+/** One latency run: every side at once, LATENCY_COUNT messages each, in turns (`order`). */
+async function latencyRun(order) {
+  const { schema, drop } = await freshSchema(pool);
+  const sentAt = new Map();
+  const latencies = Object.fromEntries(names.map((n) => [n, []]));
+  let settled = 0;
+  let done;
+  const finished = new Promise((resolve) => (done = resolve));
+  const total = LATENCY_COUNT * order.length;
+  const sides = {};
+  for (const side of order) {
+    sides[side] = await latencySide(side, schema, (id) => {
+      const t = sentAt.get(id);
+      if (t === undefined) return;
+      sentAt.delete(id);
+      latencies[side].push(performance.now() - t);
+      if (++settled === total) done();
+    });
+  }
+  // Let every consumer settle in (subscriptions, first checkouts) before the first message.
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  const interval = 1000 / (LATENCY_RATE * order.length);
+  const t0 = performance.now();
+  for (let i = 0; i < total; i++) {
+    const wait = t0 + i * interval - performance.now();
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    const side = order[i % order.length];
+    const message = { id: randomUUID(), body: Buffer.from(JSON.stringify({ orderId: `l-${i}`, n: i })) };
+    sentAt.set(message.id, performance.now());
+    publishOne(exchange, message, sides[side].routingKey);
+  }
+  await finished;
+  const exactlyOnce = {};
+  for (const side of order) exactlyOnce[side] = await sides[side].stop();
+  await drop();
+  return { latencies, exactlyOnce };
+}
+
+const latencyRuns = [];
+for (let run = 0; run < LATENCY_RUNS; run++) {
+  const order = names.map((_, i) => names[(i + run) % names.length]);
+  latencyRuns.push(await latencyRun(order));
+  const r = latencyRuns.at(-1);
+  process.stderr.write(`latency run ${run + 1}/${LATENCY_RUNS} (${order.join(' → ')}): p50 ${names.map((n) => `${n} ${fmt(median(r.latencies[n]), 3)}`).join(', ')} ms\n`);
+}
+const p50 = (run, n) => median(run.latencies[n]);
+const added = (n) => latencyRuns.map((run) => p50(run, n) - p50(run, 'bare'));
+const pooled = (n) => latencyRuns.flatMap((run) => run.latencies[n]);
 await admin.deleteExchange(exchange);
 await connection.close();
 await pool.end();
@@ -270,7 +348,8 @@ const rows = names.map((n) => ({
   'CPU µs/delivery bench process': fmt(median(runs[n].map((r) => r.cpuUsPerMessage)), 1),
   'CPU µs/delivery machine': fmt(median(runs[n].map((r) => r.machineCpuUsPerMessage)), 1),
   'exactly once': runs[n][0].exactlyOnce === undefined ? '-' : runs[n].every((r) => r.exactlyOnce) ? 'yes' : `NO (${runs[n].map((r) => r.check).join('; ')})`,
-  [`lone msg at ${LATENCY_RATE}/s publish→ack p50 / p99 ms`]: `${fmt(median(latency[n].latencies), 3)} / ${fmt(quantile(latency[n].latencies, 0.99), 3)}`,
+  [`lone msg at ${LATENCY_RATE}/s publish→ack p50 / p99 ms (all runs)`]: `${fmt(median(pooled(n)), 3)} / ${fmt(quantile(pooled(n), 0.99), 3)}`,
+  'lone msg p50 per run ms': latencyRuns.map((run) => fmt(p50(run, n), 3)).join(' / '),
 }));
 const allExactlyOnce = ['mailroom', 'off'].every((n) => runs[n].every((r) => r.exactlyOnce));
 report('inbox-throughput', rows, {
@@ -281,7 +360,11 @@ report('inbox-throughput', rows, {
   'exactly once (mailroom: distinct rows = handled, every duplicate recognised)': allExactlyOnce ? 'yes' : 'NO',
   'bare consumer: inbox rows (distinct)': runs.bare.map((r) => r.rows).join(' / '),
   'machine busy during the mailroom runs (fraction of all cores)': runs.mailroom.map((r) => fmt(r.machineBusy, 2)).join(' / '),
-  [`lone-message p50 the inbox adds at ${LATENCY_RATE} msg/s (ms, mailroom − bare, ≤ 0.5)`]: fmt(median(latency.mailroom.latencies) - median(latency.bare.latencies), 3),
-  [`lone-message p50, group commit off − bare (ms)`]: fmt(median(latency.off.latencies) - median(latency.bare.latencies), 3),
-  'lone-message exactly once': latency.mailroom.exactlyOnce && latency.off.exactlyOnce ? 'yes' : 'NO',
+  'lone-message workload': `${LATENCY_RUNS} runs × ${LATENCY_COUNT} messages per side at ${LATENCY_RATE}/s each, the four sides at once in turns (one message every ${fmt(1000 / (LATENCY_RATE * names.length), 1)} ms), order rotated per run`,
+  [`lone-message p50 the inbox adds at ${LATENCY_RATE} msg/s (ms, mailroom − bare, median of runs, ≤ 0.5)`]: fmt(median(added('mailroom')), 3),
+  'lone-message p50 added, per run (ms)': added('mailroom').map((v) => fmt(v, 3)).join(' / '),
+  [`lone-message p50, group commit off − bare (ms, median of runs)`]: fmt(median(added('off')), 3),
+  'lone-message p50, group commit off − bare, per run (ms)': added('off').map((v) => fmt(v, 3)).join(' / '),
+  'lone-message p50, group commit on − off, per run (ms)': latencyRuns.map((run) => fmt(p50(run, 'mailroom') - p50(run, 'off'), 3)).join(' / '),
+  'lone-message exactly once': latencyRuns.every((run) => run.exactlyOnce.mailroom && run.exactlyOnce.off) ? 'yes' : 'NO',
 });

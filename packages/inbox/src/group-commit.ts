@@ -1,13 +1,15 @@
 import { MailroomError, type KyselyLike, type PgPoolLike, type Queryable } from '@mailroom/core';
 import { checkOut, isKysely, isPgPool, toExecutor } from '@mailroom/core/internal';
 import { BrokenBatch, runBatchTransaction, type BatchEntry, type BatchSession } from './batch-transaction.js';
-import { runHandlerTransaction, type HandlerTransaction, type TransactionOutcome } from './handler-transaction.js';
+import { HandlerFailure } from './handler-failure.js';
+import { runHandlerTransaction, runInKyselyTransaction, runOnPgClient, type HandlerTransaction, type TransactionOutcome } from './handler-transaction.js';
 
 /**
  * Group commit: deliveries that arrive while the consumer's transactions are busy share the next
  * one. A delivery never waits for company: the first one starts a transaction at once, and that
  * transaction takes, when it has its connection, every delivery submitted until then (up to
- * `maxBatchSize`). No timer decides anything: a lone delivery is committed as soon as alone.
+ * `maxBatchSize`). No timer decides anything: a lone delivery is committed as soon as alone, and
+ * a batch that holds one delivery runs the statements of a transaction of its own (no savepoint).
  */
 export interface GroupCommitter<TTx> {
   /**
@@ -102,6 +104,9 @@ export function createGroupCommitter<TTx>(options: {
       return { batch: next(), error };
     }
     const batch = next();
+    // A batch of one: exactly the statements of a transaction of its own, on this connection.
+    const [lone] = batch;
+    if (batch.length === 1 && lone !== undefined) return { batch, error: await alone(lone, () => runOnPgClient(out, lone.t)) };
     const client = out.client;
     const session: BatchSession<TTx> = {
       handlerView: (onFirstQuery) => {
@@ -138,9 +143,16 @@ export function createGroupCommitter<TTx>(options: {
 
   async function inKysely(k: KyselyLike, next: () => Array<Waiting<TTx>>): Promise<Ran> {
     let batch: Array<Waiting<TTx>> | undefined;
+    let lone: { entry: Waiting<TTx>; outcome?: TransactionOutcome } | undefined;
     try {
       await k.transaction().execute(async (trx) => {
         batch = next();
+        if (batch.length === 1 && batch[0] !== undefined) {
+          // A batch of one: the statements of a transaction of its own (no savepoint).
+          lone = { entry: batch[0] };
+          lone.outcome = await runInKyselyTransaction(trx, lone.entry.t);
+          return;
+        }
         const executor = toExecutor(trx);
         const session: BatchSession<TTx> = {
           handlerView: () => ({ tx: trx as TTx, db: executor, lazy: false }),
@@ -154,11 +166,34 @@ export function createGroupCommitter<TTx>(options: {
         };
         await runBatchTransaction(session, batch, inboxTable, consumer);
       });
+      if (lone?.outcome !== undefined) lone.entry.result = { kind: 'done', outcome: lone.outcome };
       return { batch: batch ?? [], error: undefined };
     } catch (error) {
       if (batch === undefined) return { batch: next(), error };
+      if (lone !== undefined) {
+        // As runHandlerTransaction would end: a HandlerFailure is the delivery's, anything else the database's.
+        if (!(error instanceof HandlerFailure)) return { batch, error };
+        lone.entry.result = { kind: 'failed', failure: error };
+        return { batch, error: undefined };
+      }
       // A failed COMMIT leaves every delivery of the batch undecided.
       return { batch, error: error instanceof BrokenBatch ? error : batch.some((e) => e.result !== undefined) ? new BrokenBatch(error) : error };
+    }
+  }
+
+  /**
+   * Settles a batch of one the way its own transaction ended: handled or duplicate (`done`), or
+   * failed with a {@link HandlerFailure}; anything else is returned, the batch's error (mailroom's
+   * database work failed: the database-error path, as without group commit).
+   */
+  async function alone(entry: Waiting<TTx>, run: () => Promise<TransactionOutcome>): Promise<unknown> {
+    try {
+      entry.result = { kind: 'done', outcome: await run() };
+      return undefined;
+    } catch (error) {
+      if (!(error instanceof HandlerFailure)) return error;
+      entry.result = { kind: 'failed', failure: error };
+      return undefined;
     }
   }
 

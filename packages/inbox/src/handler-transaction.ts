@@ -1,5 +1,5 @@
-import { MailroomError, describeError, isMailroomError, type KyselyLike, type PgPoolLike, type Queryable } from '@mailroom/core';
-import { checkOut, crashPoint, isKysely, isPgPool, toExecutor, type Executor } from '@mailroom/core/internal';
+import { MailroomError, describeError, isMailroomError, type KyselyLike, type Queryable } from '@mailroom/core';
+import { checkOut, crashPoint, isKysely, isPgPool, toExecutor, type CheckedOutClient, type Executor } from '@mailroom/core/internal';
 import type { HandlerBinding, MessageMetadata } from './handler.js';
 import { HandlerFailure, refusedCharacterState } from './handler-failure.js';
 import { isNonRetryableError } from './non-retryable-error.js';
@@ -29,8 +29,6 @@ export interface HandlerTransaction<TTx> {
   /** Aborted when stop() gives up waiting. */
   signal: AbortSignal;
 }
-
-type Work<TTx> = (tx: TTx, db: Executor, alreadyInserted?: boolean) => Promise<TransactionOutcome>;
 
 /** What a delivery whose handler left its transaction aborted (a failed statement it caught) fails with. */
 export const ABORTED_TRANSACTION = new Error(
@@ -88,59 +86,71 @@ export function handlerFailure(error: unknown, signal: AbortSignal): HandlerFail
  * {@link HandlerFailure}; anything else thrown is mailroom's own database work failing.
  */
 export async function runHandlerTransaction<TTx>(t: HandlerTransaction<TTx>): Promise<TransactionOutcome> {
-  const work: Work<TTx> = async (tx, db, alreadyInserted) => {
-    const inserted =
-      alreadyInserted ??
-      (
-        await db.query(`INSERT INTO ${t.inboxTable} (consumer, message_id, payload_hash) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, [
-          t.consumer,
-          t.message.messageId,
-          Buffer.from(t.payloadHash, 'hex'),
-        ])
-      ).rowCount > 0;
-    // Nothing was written: committing this transaction commits nothing. Reading the first one's
-    // hash costs a round trip on duplicates only.
-    if (!inserted) return { kind: 'duplicate', storedHash: await storedHash(db, t as HandlerTransaction<unknown>) };
-    let payload: unknown;
-    try {
-      payload = await t.binding.contract.decode(t.body, t.message.version);
-    } catch (error) {
-      throw new HandlerFailure(error, isMailroomError(error, 'INVALID_PAYLOAD') ? 'invalidPayload' : 'transient');
-    }
-    try {
-      await t.binding.handle({ payload, tx, db, message: t.message, signal: t.signal });
-    } catch (error) {
-      throw handlerFailure(error, t.signal);
-    }
-    crashPoint('inbox.before-commit');
-    return { kind: 'handled' };
-  };
   const db = t.db;
-  if (isKysely(db)) return inKyselyTransaction(db, work);
-  if (isPgPool(db)) return inPgTransaction(db, t, work);
+  if (isKysely(db)) return db.transaction().execute((trx) => runInKyselyTransaction(trx, t));
+  if (isPgPool(db)) {
+    // The checkout keeps an 'error' listener on the client until it is released (with the pool
+    // guarded at consumer start, from the moment pg hands it out): a backend terminated between
+    // queries marks it broken instead of throwing an uncaught 'error' at the process.
+    return runOnPgClient(await checkOut(db, () => undefined), t);
+  }
   throw new MailroomError('UNSUPPORTED_EXECUTOR', 'The consumer needs a pg Pool or a kysely instance.');
 }
 
-async function inKyselyTransaction<TTx>(db: KyselyLike, work: Work<TTx>): Promise<TransactionOutcome> {
-  return db.transaction().execute(async (trx) => {
-    const executor = toExecutor(trx);
-    const outcome = await work(trx as TTx, executor);
-    // kysely does not tell a COMMIT from the ROLLBACK PostgreSQL answers for an aborted
-    // transaction; this query fails in one, so the message is retried rather than acked.
-    if (outcome.kind === 'handled') {
-      await executor.query('SELECT 1').catch(() => {
-        throw new HandlerFailure(ABORTED_TRANSACTION, 'transient');
-      });
-    }
-    return outcome;
-  });
+/** The inbox insert (unless done), the contract's validation and the handler, in the open transaction. */
+async function handleInTransaction<TTx>(t: HandlerTransaction<TTx>, tx: TTx, db: Executor, alreadyInserted?: boolean): Promise<TransactionOutcome> {
+  const inserted =
+    alreadyInserted ??
+    (
+      await db.query(`INSERT INTO ${t.inboxTable} (consumer, message_id, payload_hash) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, [
+        t.consumer,
+        t.message.messageId,
+        Buffer.from(t.payloadHash, 'hex'),
+      ])
+    ).rowCount > 0;
+  // Nothing was written: committing this transaction commits nothing. Reading the first one's
+  // hash costs a round trip on duplicates only.
+  if (!inserted) return { kind: 'duplicate', storedHash: await storedHash(db, t as HandlerTransaction<unknown>) };
+  let payload: unknown;
+  try {
+    payload = await t.binding.contract.decode(t.body, t.message.version);
+  } catch (error) {
+    throw new HandlerFailure(error, isMailroomError(error, 'INVALID_PAYLOAD') ? 'invalidPayload' : 'transient');
+  }
+  try {
+    await t.binding.handle({ payload, tx, db, message: t.message, signal: t.signal });
+  } catch (error) {
+    throw handlerFailure(error, t.signal);
+  }
+  crashPoint('inbox.before-commit');
+  return { kind: 'handled' };
 }
 
-async function inPgTransaction<TTx>(db: PgPoolLike, t: HandlerTransaction<TTx>, work: Work<TTx>): Promise<TransactionOutcome> {
-  // The checkout keeps an 'error' listener on the client until it is released (with the pool
-  // guarded at consumer start, from the moment pg hands it out): a backend terminated between
-  // queries marks it broken instead of throwing an uncaught 'error' at the process.
-  const out = await checkOut(db, () => undefined);
+/**
+ * One delivery's work inside a kysely transaction the caller opened (and commits once this
+ * resolves, or rolls back when it throws): what {@link runHandlerTransaction} runs there. Group
+ * commit runs a batch of one this way.
+ */
+export async function runInKyselyTransaction<TTx>(trx: KyselyLike, t: HandlerTransaction<TTx>): Promise<TransactionOutcome> {
+  const executor = toExecutor(trx);
+  const outcome = await handleInTransaction(t, trx as TTx, executor);
+  // kysely does not tell a COMMIT from the ROLLBACK PostgreSQL answers for an aborted
+  // transaction; this query fails in one, so the message is retried rather than acked.
+  if (outcome.kind === 'handled') {
+    await executor.query('SELECT 1').catch(() => {
+      throw new HandlerFailure(ABORTED_TRANSACTION, 'transient');
+    });
+  }
+  return outcome;
+}
+
+/**
+ * One delivery's transaction on a pg client already checked out (what
+ * {@link runHandlerTransaction} runs once it has one): `BEGIN` and the inbox insert in one round
+ * trip, the handler, `COMMIT`. Releases the client, destroying it when its connection failed.
+ * Group commit runs a batch of one this way: a lone delivery costs no savepoint.
+ */
+export async function runOnPgClient<TTx>(out: CheckedOutClient, t: HandlerTransaction<TTx>): Promise<TransactionOutcome> {
   const client = out.client;
   let healthy = true;
   try {
@@ -153,7 +163,7 @@ async function inPgTransaction<TTx>(db: PgPoolLike, t: HandlerTransaction<TTx>, 
     );
     let result: TransactionOutcome;
     try {
-      result = await work(client as TTx, executor, begun.rowCount > 0);
+      result = await handleInTransaction(t, client as TTx, executor, begun.rowCount > 0);
     } catch (error) {
       await executor.query('ROLLBACK').catch(() => {
         healthy = false;
