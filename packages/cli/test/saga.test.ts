@@ -160,5 +160,5 @@ it('refuses bad usage with exit code 2, naming the problem', async () => {
     expect(result.output).toContain(text);
   }
   const help = await run(['saga', '--help']);
-  expect(help.output).toContain('Usage: mailroom saga <list|show>');
+  expect(help.output).toContain('Usage: mailroom saga <list|show|cleanup>');
 });

@@ -8,6 +8,20 @@ export type MailroomComponent = 'producer' | 'relay' | 'consumer' | 'sink' | 'op
 /** Every component, in the order the grants script and the docs list them. */
 export const MAILROOM_COMPONENTS: readonly MailroomComponent[] = ['producer', 'relay', 'consumer', 'sink', 'operator'];
 
+/**
+ * A part of a component that only some deployments use, with grants of its own: `ordering` (a
+ * consumer with `ordering` or `partitions`: parked keys behind a dead letter), `saga` (a consumer
+ * that runs `@mailroom/saga` steps and `cleanupSagas`; an operator that runs `mailroom saga
+ * cleanup`), `archive` (a relay with `archive: true`).
+ */
+export type GrantFeature = 'ordering' | 'saga' | 'archive';
+
+/** Every feature, in the order the grants script and the docs list them. */
+export const GRANT_FEATURES: readonly GrantFeature[] = ['ordering', 'saga', 'archive'];
+
+/** Which features a component uses: each one set adds its grants to the required ones. Default: none. */
+export type GrantFeatures = Partial<Record<GrantFeature, boolean>>;
+
 /** A privilege on one of mailroom's tables. */
 export type TablePrivilege = 'SELECT' | 'INSERT' | 'UPDATE' | 'DELETE';
 
@@ -19,11 +33,14 @@ export interface TableGrant {
   privileges: readonly TablePrivilege[];
   /** The statements that need them (for the docs and the error of {@link assertGrants}). */
   why: string;
+  /** Needed only when the component uses this feature; absent: always needed. */
+  feature?: GrantFeature;
 }
 
 /**
  * Exactly what each component needs on mailroom's tables, besides USAGE on the schema: the one
  * source the grants script, {@link assertGrants}, the README and the least-privilege test use.
+ * A grant with a `feature` is needed only by a component that uses it (see {@link componentGrants}).
  *
  * Nothing else needs a grant: identity columns need no sequence privilege; `pg_notify`, LISTEN,
  * the advisory locks (enqueue's key locks, the relay's partition leases) and reading `pg_locks`
@@ -59,6 +76,7 @@ export const COMPONENT_GRANTS: Readonly<Record<MailroomComponent, readonly Table
       table: 'outbox_archive',
       privileges: ['INSERT'],
       why: 'with `archive: true`, writes each published row there in the statement that deletes it from the outbox',
+      feature: 'archive',
     },
   ],
   consumer: [
@@ -77,21 +95,25 @@ export const COMPONENT_GRANTS: Readonly<Record<MailroomComponent, readonly Table
       table: 'parked_keys',
       privileges: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
       why: 'with ordering, parks the key of a keyed dead letter (an upsert), reads the parks of its queue, and lifts one once its released messages are handled',
+      feature: 'ordering',
     },
     {
       table: 'parked_messages',
       privileges: ['SELECT', 'INSERT', 'UPDATE'],
-      why: 'records each message parked behind a head (an upsert by source and message id) and reads whether any still waits when a park is lifted',
+      why: 'with ordering, records each message parked behind a head (an upsert by source and message id) and reads whether any still waits when a park is lifted',
+      feature: 'ordering',
     },
     {
       table: 'sagas',
       privileges: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
       why: 'saga steps lock their instance (`SELECT … FOR UPDATE` needs UPDATE as well), create and update it; `cleanupSagas` deletes ended instances',
+      feature: 'saga',
     },
     {
       table: 'saga_history',
       privileges: ['SELECT', 'INSERT', 'DELETE'],
       why: 'saga steps check whether a message was applied and record each one; `cleanupSagas` deletes the history of ended instances',
+      feature: 'saga',
     },
   ],
   sink: [
@@ -132,12 +154,33 @@ export const COMPONENT_GRANTS: Readonly<Record<MailroomComponent, readonly Table
     { table: 'sagas', privileges: ['SELECT'], why: '`saga list` and `saga show` read the instances' },
     { table: 'saga_history', privileges: ['SELECT'], why: '`saga show` reads the history of an instance' },
     {
+      table: 'sagas',
+      privileges: ['UPDATE', 'DELETE'],
+      why: '`saga cleanup` locks ended instances (`FOR UPDATE SKIP LOCKED` needs UPDATE) and deletes them',
+      feature: 'saga',
+    },
+    { table: 'saga_history', privileges: ['DELETE'], why: '`saga cleanup` deletes the history of the instances it removes', feature: 'saga' },
+    {
       table: 'outbox_archive',
       privileges: ['SELECT'],
       why: '`history list`, `show` and `replay` read the archive (`history prune` creates and drops partitions: the owner of the tables runs it)',
     },
   ],
 };
+
+/**
+ * What `component` needs with `features`: its required grants, then those of each feature it
+ * uses, in {@link COMPONENT_GRANTS} order. Unknown features are refused.
+ */
+export function componentGrants(component: MailroomComponent, features: GrantFeatures = {}): TableGrant[] {
+  const grants = COMPONENT_GRANTS[component] as readonly TableGrant[] | undefined;
+  if (grants === undefined) throw new MailroomError('INVALID_CONFIG', `Unknown component ${JSON.stringify(component)}: use ${MAILROOM_COMPONENTS.join(', ')}.`);
+  const unknown = Object.keys(features).filter((k) => !(GRANT_FEATURES as readonly string[]).includes(k));
+  if (unknown.length > 0) {
+    throw new MailroomError('INVALID_CONFIG', `Unknown feature ${unknown.map((k) => JSON.stringify(k)).join(', ')}: use ${GRANT_FEATURES.join(', ')}.`);
+  }
+  return grants.filter((g) => g.feature === undefined || features[g.feature] === true);
+}
 
 /** A login role per component; one role may serve several components (it gets the union of their grants). */
 export type GrantRoles = Partial<Record<MailroomComponent, string>>;
@@ -166,8 +209,9 @@ export function quoteRoleName(role: string): string {
 const PRIVILEGE_ORDER: readonly TablePrivilege[] = ['SELECT', 'INSERT', 'UPDATE', 'DELETE'];
 
 /**
- * The GRANT statements that give each role exactly what its components need in `schema`: USAGE
- * on the schema and the table privileges of {@link COMPONENT_GRANTS}. Run it as the owner of
+ * The GRANT statements that give each role exactly what its components need in `schema` with
+ * `features` (default: none, the required grants only): USAGE on the schema and the table
+ * privileges of {@link componentGrants}. Run it as the owner of
  * mailroom's tables (the role that ran `migrate`) after `migrate`, and again after any migrate
  * that adds a table; GRANT is idempotent. It only grants: revoke what a role had before yourself.
  *
@@ -175,7 +219,7 @@ const PRIVILEGE_ORDER: readonly TablePrivilege[] = ['SELECT', 'INSERT', 'UPDATE'
  * await pool.query(grantsScript('mailroom', { producer: 'app', relay: 'mailroom_relay', consumer: 'app' }));
  * ```
  */
-export function grantsScript(schema: string, roles: GrantRoles): string {
+export function grantsScript(schema: string, roles: GrantRoles, features: GrantFeatures = {}): string {
   const quotedSchema = quoteIdentifier(schema);
   const unknown = Object.keys(roles).filter((k) => !(MAILROOM_COMPONENTS as readonly string[]).includes(k));
   if (unknown.length > 0) {
@@ -193,7 +237,7 @@ export function grantsScript(schema: string, roles: GrantRoles): string {
       byRole.set(quoted, entry);
     }
     entry.components.push(component);
-    for (const grant of COMPONENT_GRANTS[component]) {
+    for (const grant of componentGrants(component, features)) {
       const privileges = entry.tables.get(grant.table) ?? new Set<TablePrivilege>();
       for (const p of grant.privileges) privileges.add(p);
       entry.tables.set(grant.table, privileges);
@@ -202,8 +246,9 @@ export function grantsScript(schema: string, roles: GrantRoles): string {
   if (byRole.size === 0) {
     throw new MailroomError('INVALID_CONFIG', `Give a role for at least one component (${MAILROOM_COMPONENTS.join(', ')}).`);
   }
+  const used = GRANT_FEATURES.filter((f) => features[f] === true);
   const lines = [
-    `-- mailroom: what each component's role needs in schema ${quotedSchema}.`,
+    `-- mailroom: what each component's role needs in schema ${quotedSchema}, with ${used.length === 0 ? 'no optional feature' : `the features ${used.join(', ')}`}.`,
     '-- Run as the owner of the tables (the role that ran `mailroom migrate`), again after each migrate that adds a table.',
   ];
   for (const [role, { components, tables }] of byRole) {
@@ -225,15 +270,15 @@ export interface MissingGrant {
 }
 
 /**
- * What the role of this connection lacks in `schema` to run `component`, from PostgreSQL's own
+ * What the role of this connection lacks in `schema` to run `component` with `features` (default:
+ * none: the required grants only; see {@link componentGrants}), from PostgreSQL's own
  * privilege functions (privileges through role membership count; a column-level grant counts for
  * SELECT, INSERT and UPDATE). Empty when nothing is missing. Catalogs, functions, operators and
  * types are schema-qualified, so a hostile `search_path` changes nothing.
  */
-export async function missingGrants(db: Queryable, schema: string, component: MailroomComponent): Promise<MissingGrant[]> {
+export async function missingGrants(db: Queryable, schema: string, component: MailroomComponent, features: GrantFeatures = {}): Promise<MissingGrant[]> {
   const quotedSchema = quoteIdentifier(schema);
-  const grants = COMPONENT_GRANTS[component] as readonly TableGrant[] | undefined;
-  if (grants === undefined) throw new MailroomError('INVALID_CONFIG', `Unknown component ${JSON.stringify(component)}: use ${MAILROOM_COMPONENTS.join(', ')}.`);
+  const grants = componentGrants(component, features);
   const tables: string[] = [];
   const privileges: string[] = [];
   const byColumn: boolean[] = [];
@@ -278,13 +323,13 @@ export async function missingGrants(db: Queryable, schema: string, component: Ma
 }
 
 /**
- * Rejects naming every privilege the role of this connection lacks to run `component` in
- * `schema` (`INVALID_CONFIG`, with how to grant them), or every table that is not there
+ * Rejects naming every privilege the role of this connection lacks to run `component` with
+ * `features` in `schema` (`INVALID_CONFIG`, with how to grant them), or every table that is not there
  * (`NOT_MIGRATED`); resolves when nothing is missing. Called in a component's `start()`, it
  * makes a role without its grants fail there, once and clearly, instead of at each message.
  */
-export async function assertGrants(db: Queryable, schema: string, component: MailroomComponent): Promise<void> {
-  const missing = await missingGrants(db, schema, component);
+export async function assertGrants(db: Queryable, schema: string, component: MailroomComponent, features: GrantFeatures = {}): Promise<void> {
+  const missing = await missingGrants(db, schema, component, features);
   if (missing.length === 0) return;
   const absent = missing.filter((m) => m.privilege === 'missing');
   if (absent.length > 0) {
@@ -296,9 +341,11 @@ export async function assertGrants(db: Queryable, schema: string, component: Mai
   }
   const role = (await toExecutor(db).query<{ role: string }>('SELECT current_user AS role')).rows[0]?.role ?? '?';
   const text = missing.map((m) => `${m.privilege} on ${m.object}`).join(', ');
+  const flags = GRANT_FEATURES.filter((f) => features[f] === true).map((f) => ` --${f}`).join('');
+  const used = flags === '' ? '' : ` with${flags.replaceAll(' --', ' ')}`;
   throw new MailroomError(
     'INVALID_CONFIG',
-    `Role "${role}" lacks ${text}, which the ${component} needs (permission denied). Have the owner of mailroom's tables run the output of \`mailroom grants --${component} ${role}\` (grantsScript() from @mailroom/core).`,
+    `Role "${role}" lacks ${text}, which the ${component}${used} needs (permission denied). Have the owner of mailroom's tables run the output of \`mailroom grants --${component} ${role}${flags}\` (grantsScript() from @mailroom/core).`,
     { details: { component, schema, role, missing } },
   );
 }

@@ -45,8 +45,8 @@ export { mailroomTracer, injectTraceContext, extractTraceContext, withSpan, star
 export type { Span } from './telemetry.js';
 export { LATENCY_BUCKETS } from './metrics.js';
 export { crashPoint } from './crash-point.js';
-export { COMPONENT_GRANTS, MAILROOM_COMPONENTS, grantsScript, quoteRoleName, missingGrants, assertGrants } from './grants.js';
-export type { MailroomComponent, TablePrivilege, TableGrant, GrantRoles, MissingGrant } from './grants.js';
+export { COMPONENT_GRANTS, GRANT_FEATURES, MAILROOM_COMPONENTS, componentGrants, grantsScript, quoteRoleName, missingGrants, assertGrants } from './grants.js';
+export type { MailroomComponent, GrantFeature, GrantFeatures, TablePrivilege, TableGrant, GrantRoles, MissingGrant } from './grants.js';
 export { PUBLISH_LIMITS, TRACE_CONTEXT_RESERVE_BYTES, publishLimitProblem, checkPublishLimits, encodedHeaderBytes } from './publish-limits.js';
 export type { PublishShape } from './publish-limits.js';
 export { STORED_CHANGES_HEADER } from './envelope/stored-changes.js';

@@ -1,22 +1,13 @@
 import { toExecutor } from '@mailroom/core/internal';
 import type { StoreContext } from './store-context.js';
 
-/** Up to this many outbox rows are counted exactly; above, the count says "more than". */
-const EXACT_UP_TO = 10_000;
-
-/** What the workbench's overview shows: the outbox, the registered consumers and the dead letters. */
+/**
+ * What the workbench's overview gets from the dead-letter store: the registered consumers and the
+ * dead-letter counts. The outbox's figures (backlog, scheduled rows, relays) are the outbox's to
+ * read: a caller takes them from `readOutboxOverview` of `@mailroom/outbox`, as the workbench does.
+ */
 export interface StoreOverview {
-  outbox: {
-    /** Rows waiting in the outbox, counted up to 10,001 (see `backlogCapped`). */
-    backlog: number;
-    /** True when there are more than 10,000 rows: `backlog` is then 10,001. */
-    backlogCapped: boolean;
-    /** Age in seconds of the oldest row waiting (0 when none). */
-    oldestAgeSeconds: number;
-    /** Rows scheduled for later (available in the future), counted up to 10,001. */
-    scheduled: number;
-  };
-  /** The consumers registered in `inbox_consumers`, with their inbox retention and retry horizon. */
+  /** The consumers registered in `inbox_consumers`, with their inbox retention and retry horizon (at most 500). */
   consumers: Array<{ consumer: string; queue: string; retentionMs: number; retryHorizonMs: number; updatedAt: Date }>;
   deadLetters: {
     /** Every dead letter in the store. */
@@ -26,19 +17,10 @@ export interface StoreOverview {
   };
 }
 
-/**
- * The overview in bounded work on the outbox (capped counts, the oldest row by the primary key):
- * a large backlog must not make the page that shows it slow. The dead-letter counts are counts.
- */
+/** The registered consumers (replay checks their retention) and the dead-letter counts. */
 export async function storeOverview(ctx: StoreContext): Promise<StoreOverview> {
   const db = toExecutor(ctx.db);
-  const outbox = `${ctx.quotedSchema}.outbox`;
-  const [o, c, d] = await Promise.all([
-    db.query<{ backlog: number; scheduled: number; oldest_age: number }>(
-      `SELECT (SELECT count(*) FROM (SELECT 1 FROM ${outbox} LIMIT ${EXACT_UP_TO + 1}) AS capped)::int AS backlog,
-         (SELECT count(*) FROM (SELECT 1 FROM ${outbox} WHERE available_at > now() LIMIT ${EXACT_UP_TO + 1}) AS capped)::int AS scheduled,
-         coalesce(extract(epoch FROM now() - (SELECT created_at FROM ${outbox} ORDER BY id LIMIT 1)), 0)::float8 AS oldest_age`,
-    ),
+  const [c, d] = await Promise.all([
     db.query<{ consumer: string; queue: string; retention_ms: string; retry_horizon_ms: string; updated_at: Date }>(
       `SELECT consumer, queue, retention_ms::text AS retention_ms, retry_horizon_ms::text AS retry_horizon_ms, updated_at
        FROM ${ctx.quotedSchema}.inbox_consumers ORDER BY consumer LIMIT 500`,
@@ -47,14 +29,7 @@ export async function storeOverview(ctx: StoreContext): Promise<StoreOverview> {
       `SELECT count(*)::text AS total, count(*) FILTER (WHERE replayed_at IS NULL)::text AS pending FROM ${ctx.table}`,
     ),
   ]);
-  const row = o.rows[0];
   return {
-    outbox: {
-      backlog: Math.min(row?.backlog ?? 0, EXACT_UP_TO + 1),
-      backlogCapped: (row?.backlog ?? 0) > EXACT_UP_TO,
-      oldestAgeSeconds: Math.max(0, Number(row?.oldest_age ?? 0)),
-      scheduled: row?.scheduled ?? 0,
-    },
     consumers: c.rows.map((r) => ({
       consumer: r.consumer,
       queue: r.queue,

@@ -3,7 +3,7 @@ import { parseConfig, toExecutor, writeDeadLetters } from '@mailroom/core/intern
 import { defaultActor, listActions, type DeadLetterAction } from './dead-letter-audit.js';
 import type { DeadLetter, DeadLetterGroup, NewDeadLetter } from './dead-letter.js';
 import { discardDeadLetters, type DiscardOptions } from './dead-letter-discard.js';
-import { registerDeadLetterGauge } from './dead-letter-metrics.js';
+import { registerDeadLetterMetrics } from './dead-letter-metrics.js';
 import { deadLetterTimeline, storeOverview, type DeadLetterTimeline, type StoreOverview, type TimelineOptions } from './dead-letter-overview.js';
 import {
   countDeadLetters,
@@ -47,7 +47,7 @@ export interface DeadLetterStore {
    * of a million rows holds one page in memory). `batchSize` defaults to 500.
    */
   iterate(filter?: DeadLetterFilter, options?: { batchSize?: number }): AsyncIterable<DeadLetter>;
-  /** The outbox backlog (bounded work), the registered consumers and the dead-letter counts. */
+  /** The registered consumers and the dead-letter counts (the outbox's figures: `readOutboxOverview` of `@mailroom/outbox`). */
   overview(): Promise<StoreOverview>;
   /** Dead letters by failure group over time (counts of last failures per bucket). */
   timeline(options?: TimelineOptions): Promise<DeadLetterTimeline>;
@@ -87,8 +87,9 @@ export interface DeadLetterStore {
   /** The audit of replays and discards, newest first (default: the last 100). */
   actions(options?: { limit?: number }): Promise<DeadLetterAction[]>;
   /**
-   * Adds the gauge `mailroom_dead_letters{group,source,reason}` (dead letters not replayed, by
-   * failure group) to `registry`; it queries the store each time the registry renders.
+   * Adds the gauges `mailroom_dead_letters{group,source,reason}` (dead letters not replayed, by
+   * failure group, the 50 largest groups and `other`) and `mailroom_dead_letters_stored` to
+   * `registry` (see `registerDeadLetterMetrics`); one grouped query each time the registry renders.
    */
   registerMetrics(registry: MetricsRegistry): void;
 }
@@ -140,6 +141,6 @@ export function createDeadLetterStore(options: DeadLetterStoreOptions): DeadLett
     replay: (replayOptions) => replayDeadLetters(ctx, replayOptions),
     discard: (discardOptions) => discardDeadLetters(ctx, discardOptions),
     actions: (actionOptions) => listActions(ctx, actionOptions),
-    registerMetrics: (registry) => registerDeadLetterGauge(registry, groups),
+    registerMetrics: (registry) => registerDeadLetterMetrics(registry, groups),
   };
 }

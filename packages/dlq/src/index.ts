@@ -3,6 +3,8 @@
 export { createDeadLetterStore } from './dead-letter-store.js';
 export type { DeadLetterStore } from './dead-letter-store.js';
 export type { DeadLetterStoreOptions } from './dead-letter-store-options.js';
+export { DEAD_LETTER_SERIES, registerDeadLetterMetrics } from './dead-letter-metrics.js';
+export type { DeadLetterMetricsOptions } from './dead-letter-metrics.js';
 export type { DeadLetter, NewDeadLetter, DeadLetterGroup } from './dead-letter.js';
 export type { DeadLetterFilter, DeadLetterSelection } from './dead-letter-selection.js';
 export type { ListDeadLettersOptions, DeadLetterPage, SelectionPreview } from './dead-letter-queries.js';

@@ -275,7 +275,7 @@ class InboxConsumer<TTx> extends EventEmitter<ConsumerEvents> implements Consume
   /** The start-up queries: grants, registration and the seal; a reset link is waited out (up to 30 s). */
   async #checkDatabase(): Promise<void> {
     const transient = { onRetry: (error: unknown, ms: number) => this.#logger.warn(`consumer ${this.name} start: ${describeTransient(error, ms)}`) };
-    await retryTransient(() => assertGrants(this.#o.db, this.#o.schema, 'consumer'), transient);
+    await retryTransient(() => assertGrants(this.#o.db, this.#o.schema, 'consumer', { ordering: this.#o.ordering }), transient);
     await retryTransient(
       () =>
         registerConsumer(this.#o.db, this.#o.schema, {

@@ -246,7 +246,7 @@ class OutboxRelay extends EventEmitter<RelayEvents> implements Relay {
     }
     // A role without its grants is refused here, once, naming what is missing: at run time a
     // missing DELETE on outbox would roll back every confirmed batch and publish it again.
-    await retryTransient(() => assertGrants(this.#pool, o.schema, 'relay'), {
+    await retryTransient(() => assertGrants(this.#pool, o.schema, 'relay', { archive: o.archive }), {
       onRetry: (error, ms) => this.#runtime.log.warn(`relay start: ${describeTransient(error, ms)}`),
     });
   }

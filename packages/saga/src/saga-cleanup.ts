@@ -16,6 +16,8 @@ export interface CleanupSagasOptions {
   olderThanMs?: number;
   /** Instances removed per statement (each its own transaction on a pool). Default: 1000. */
   batchSize?: number;
+  /** Count the instances it would remove (ended before the cutoff, locked or not) and remove nothing. Default: false. */
+  dryRun?: boolean;
 }
 
 /** The default retention of ended instances: 30 days. */
@@ -24,7 +26,7 @@ export const DEFAULT_SAGA_RETENTION_MS = 30 * 24 * 3600 * 1000;
 /**
  * Removes ended instances (completed or failed) older than the retention, with their history,
  * in batches; running instances are never touched, and a row a step holds locked is skipped (the
- * next run takes it). Returns how many instances it removed. Call it from a timer (hourly, say)
+ * next run takes it). Returns how many instances it removed (with `dryRun`, would remove). Call it from a timer (hourly, say)
  * in one of the services that run the saga: the consumer's role has the grants it needs.
  */
 export async function cleanupSagas(db: Queryable, options: CleanupSagasOptions = {}): Promise<number> {
@@ -39,6 +41,14 @@ export async function cleanupSagas(db: Queryable, options: CleanupSagasOptions =
   }
   const executor = toExecutor(db);
   const EQ = 'OPERATOR(pg_catalog.=)';
+  if (options.dryRun === true) {
+    const counted = await executor.query<{ n: string }>(
+      `SELECT pg_catalog.count(*)::pg_catalog.int8 AS n FROM ${sagas}
+        WHERE completed_at OPERATOR(pg_catalog.<=) (pg_catalog.now() OPERATOR(pg_catalog.-) ($1::pg_catalog.float8 OPERATOR(pg_catalog.*) '1 millisecond'::pg_catalog.interval))`,
+      [olderThanMs],
+    );
+    return Number(counted.rows[0]?.n ?? 0);
+  }
   let removed = 0;
   for (;;) {
     const result = await executor.query<{ n: string }>(

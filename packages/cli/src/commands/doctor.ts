@@ -53,6 +53,17 @@ function parseArgs(argv: readonly string[]): DoctorArgs {
   return args;
 }
 
+/** The outbox's backlog and the relays that hold it, as one check. */
+async function checkOutbox(pool: pg.Pool, schema: string, quoted: string, checks: DoctorCheck[]): Promise<void> {
+  const o = await readOutboxOverview(pool, { schema });
+  const rows = o.backlog.exact ? `${o.backlog.rows}` : `about ${o.backlog.rows}`;
+  checks.push({
+    name: 'outbox',
+    status: 'ok',
+    message: `${quoted}.outbox: ${rows} rows waiting${o.backlog.rows > 0 ? `, the oldest ${Math.round(o.backlog.oldestAgeSeconds)} s old` : ''}; ${o.relays.length} relay${o.relays.length === 1 ? '' : 's'} visible`,
+  });
+}
+
 /** Reads which migrations are applied, without taking the migration lock or writing anything. */
 async function checkDatabase(databaseUrl: string, schema: string): Promise<DoctorCheck[]> {
   const checks: DoctorCheck[] = [];
@@ -73,6 +84,22 @@ async function checkDatabase(databaseUrl: string, schema: string): Promise<Docto
     const present = await pool.query<{ p: boolean }>('SELECT pg_catalog.to_regclass($1) IS NOT NULL AS p', [`${quoted}.mailroom_migrations`]);
     const applied = new Set<number>();
     if (present.rows[0]?.p === true) {
+      // mailroom_migrations is the owner's alone: a least-privilege role (the relay's, an
+      // operator's) cannot read it, and is told so instead of failing the whole check.
+      const readable = await pool.query<{ r: boolean; who: string }>(
+        "SELECT pg_catalog.has_table_privilege($1, 'SELECT') AS r, current_user::pg_catalog.text AS who",
+        [`${quoted}.mailroom_migrations`],
+      );
+      if (readable.rows[0]?.r !== true) {
+        checks.push({
+          name: 'migrations',
+          status: 'note',
+          message: `schema "${schema}" is migrated, but role "${readable.rows[0]?.who ?? '?'}" may not read ${quoted}.mailroom_migrations (the owner's table): pending migrations not checked`,
+          fix: 'run `mailroom doctor` as the role that runs `mailroom migrate` to check them',
+        });
+        await checkOutbox(pool, schema, quoted, checks);
+        return checks;
+      }
       const rows = await pool.query<{ id: number }>(`SELECT id FROM ${quoted}.mailroom_migrations`);
       for (const r of rows.rows) applied.add(Number(r.id));
     }
@@ -102,15 +129,7 @@ async function checkDatabase(databaseUrl: string, schema: string): Promise<Docto
         message: `schema "${schema}" has migration${newer.length > 1 ? 's' : ''} ${newer.join(', ')} that this mailroom does not know: a newer version migrated it`,
       });
     }
-    if (applied.size > 0) {
-      const o = await readOutboxOverview(pool, { schema });
-      const rows = o.backlog.exact ? `${o.backlog.rows}` : `about ${o.backlog.rows}`;
-      checks.push({
-        name: 'outbox',
-        status: 'ok',
-        message: `${quoted}.outbox: ${rows} rows waiting${o.backlog.rows > 0 ? `, the oldest ${Math.round(o.backlog.oldestAgeSeconds)} s old` : ''}; ${o.relays.length} relay${o.relays.length === 1 ? '' : 's'} visible`,
-      });
-    }
+    if (applied.size > 0) await checkOutbox(pool, schema, quoted, checks);
   } catch (error) {
     checks.push({ name: 'migrations', status: 'fail', message: `cannot read the migrations of schema "${schema}": ${describeError(error)}` });
   } finally {

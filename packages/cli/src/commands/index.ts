@@ -18,7 +18,7 @@ export const commands: CommandEntry[] = [
   { name: 'migrate', summary: "create or update mailroom's tables (--dry-run prints the SQL it would run)", load: async () => (await import('./migrate.js')).migrateCommand },
   { name: 'relay', summary: 'run the outbox relay as a sidecar (configured by MAILROOM_* variables)', load: async () => (await import('./relay.js')).relayCommand },
   { name: 'dlq', summary: 'dead letters: list, show, groups, replay (through the outbox), discard, sink', load: async () => (await import('./dlq.js')).dlqCommand },
-  { name: 'saga', summary: 'saga instances: list (--status, --name, --stuck-for), show one with its history', load: async () => (await import('./saga.js')).sagaCommand },
+  { name: 'saga', summary: 'saga instances: list (--status, --name, --stuck-for), show one with its history, cleanup of ended ones', load: async () => (await import('./saga.js')).sagaCommand },
   {
     name: 'history',
     summary: 'the event archive: list, show, replay (to one queue, original message ids), prune (drop day partitions)',

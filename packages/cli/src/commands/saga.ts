@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import pg from 'pg';
-import { SAGA_STATUSES, listSagas, readSaga, type SagaStatus } from '@mailroom/saga';
+import { SAGA_STATUSES, cleanupSagas, listSagas, readSaga, type SagaStatus } from '@mailroom/saga';
 import type { Command } from '../command.js';
 import { UsageError } from '../command.js';
 import { DATABASE_ENV } from '../connection-env.js';
@@ -8,7 +8,7 @@ import { describeEnv, readEnv } from '../env.js';
 import { jsonText, listText, parseDuration, showText } from './saga-text.js';
 
 const USAGE = [
-  'Usage: mailroom saga <list|show> [options]',
+  'Usage: mailroom saga <list|show|cleanup> [options]',
   '',
   '  list [--status running|completed|failed] [--name N] [--stuck-for 10m] [--limit N] [--json]',
   '      saga instances, the most recently changed first; --stuck-for D: running instances no step',
@@ -16,6 +16,12 @@ const USAGE = [
   '  show <name> <id> [--history N] [--json]',
   '      one instance: its status, state and history (which message moved it from what to what,',
   '      when; the latest N entries, default 1000), oldest first',
+  '  cleanup --older-than 30d [--dry-run] [--json]',
+  '      removes instances that ended (completed or failed) at least that long ago, with their history;',
+  '      running instances are never touched. Keep it longer than the inbox retention (7d by default):',
+  '      a starting message redelivered after its instance is gone starts a new one. --dry-run counts',
+  '      them and removes nothing. The role needs UPDATE and DELETE on sagas and DELETE on saga_history',
+  '      (mailroom grants --operator ROLE --saga)',
   '',
   'Text output escapes every control character of ids, types and states; --json is JSON.',
   '',
@@ -29,7 +35,19 @@ function positive(option: string, value: string | undefined, fallback: number): 
   return n;
 }
 
-/** `mailroom saga …`: list saga instances and show one with its history (read through @mailroom/saga's store API). */
+/** The longest `--older-than`: 100 years (a longer cutoff is a typo, not a policy). */
+const MAX_CLEANUP_AGE_MS = 100 * 365 * 86_400_000;
+
+/** `--older-than` of `saga cleanup`: required, a duration from 1s to 100 years (0 would remove every ended instance at once). */
+function cleanupAge(value: string | undefined): number {
+  if (value === undefined) throw new UsageError('cleanup needs --older-than D: how long ago an instance must have ended to be removed (e.g. 30d)');
+  const ms = parseDuration('--older-than', value);
+  if (ms < 1000) throw new UsageError(`--older-than ${JSON.stringify(value)} is shorter than 1s: that would remove instances that just ended (use e.g. 30d)`);
+  if (ms > MAX_CLEANUP_AGE_MS) throw new UsageError(`--older-than ${JSON.stringify(value)} is longer than 100 years`);
+  return ms;
+}
+
+/** `mailroom saga …`: list saga instances, show one with its history, remove ended ones (through @mailroom/saga's API). */
 export const sagaCommand: Command = {
   help: () => `${USAGE}\n${describeEnv(DATABASE_ENV)}`,
   async run({ argv, env, stdout }) {
@@ -46,6 +64,8 @@ export const sagaCommand: Command = {
             'stuck-for': { type: 'string' },
             limit: { type: 'string' },
             history: { type: 'string' },
+            'older-than': { type: 'string' },
+            'dry-run': { type: 'boolean' },
             json: { type: 'boolean' },
           },
         });
@@ -53,13 +73,17 @@ export const sagaCommand: Command = {
         throw new UsageError(`${(error as Error).message} (see mailroom saga --help)`);
       }
     })();
-    const allowed: Record<string, string[]> = { list: ['status', 'name', 'stuck-for', 'limit', 'json'], show: ['history', 'json'] };
-    if (sub === undefined || allowed[sub] === undefined) {
-      throw new UsageError(`${sub === undefined ? 'missing subcommand' : `unknown subcommand "${sub}"`}: use list or show (see --help)`);
+    const allowed: Record<string, string[]> = {
+      list: ['status', 'name', 'stuck-for', 'limit', 'json'],
+      show: ['history', 'json'],
+      cleanup: ['older-than', 'dry-run', 'json'],
+    };
+    if (sub === undefined || !Object.hasOwn(allowed, sub)) {
+      throw new UsageError(`${sub === undefined ? 'missing subcommand' : `unknown subcommand ${JSON.stringify(sub.slice(0, 100))}`}: use list, show or cleanup (see --help)`);
     }
     const misplaced = Object.keys(values).filter((k) => !(allowed[sub] ?? []).includes(k));
     if (misplaced.length > 0) throw new UsageError(`${sub} does not take ${misplaced.map((k) => `--${k}`).join(', ')}`);
-    if (sub === 'list' && positionals.length > 0) throw new UsageError(`list takes no arguments (got ${positionals.join(' ')})`);
+    if ((sub === 'list' || sub === 'cleanup') && positionals.length > 0) throw new UsageError(`${sub} takes no arguments (got ${positionals.join(' ')})`);
     if (sub === 'show' && positionals.length !== 2) throw new UsageError('show takes a saga name and an instance id: mailroom saga show <name> <id>');
     if (values.status !== undefined && !(SAGA_STATUSES as readonly string[]).includes(values.status)) {
       throw new UsageError(`--status must be one of ${SAGA_STATUSES.join(', ')} (got ${values.status})`);
@@ -70,11 +94,20 @@ export const sagaCommand: Command = {
     if (historyLimit > 100_000) throw new UsageError(`--history must be at most 100000 (got ${historyLimit})`);
     const stuckForMs = values['stuck-for'] === undefined ? undefined : parseDuration('--stuck-for', values['stuck-for']);
     const json = values.json === true;
+    const olderThanMs = sub === 'cleanup' ? cleanupAge(values['older-than']) : undefined;
 
     const vars = readEnv(env, DATABASE_ENV);
     const pool = new pg.Pool({ connectionString: vars.databaseUrl, max: 1, application_name: `mailroom-saga-${sub}` });
     pool.on('error', () => undefined);
     try {
+      if (olderThanMs !== undefined) {
+        const dryRun = values['dry-run'] === true;
+        const count = await cleanupSagas(pool, { schema: vars.schema, olderThanMs, dryRun });
+        const olderThan = values['older-than'] as string;
+        if (json) stdout.write(`${JSON.stringify({ dryRun, olderThan, olderThanMs, [dryRun ? 'wouldRemove' : 'removed']: count })}\n`);
+        else stdout.write(dryRun ? `would remove ${count} ended instance${count === 1 ? '' : 's'} older than ${olderThan} (dry run: nothing removed)\n` : `removed ${count} ended instance${count === 1 ? '' : 's'} older than ${olderThan}, with their history\n`);
+        return 0;
+      }
       if (sub === 'list') {
         const rows = await listSagas(pool, { schema: vars.schema, name: values.name, status: values.status as SagaStatus | undefined, stuckForMs, limit });
         stdout.write(`${json ? jsonText(rows) : listText(rows)}\n`);
