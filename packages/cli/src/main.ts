@@ -1,5 +1,7 @@
 #!/usr/bin/env node
-import { createConsoleLogger, describeError, isMailroomError } from '@mailroom/core';
+// Only light modules are imported statically: the sidecar re-executes itself before it loads
+// anything (young-generation.ts), and what a command needs (@mailroom/core and the rest) is
+// imported when the command runs.
 import { UsageError } from './command.js';
 import { commands } from './commands/index.js';
 import { cliVersion } from './version.js';
@@ -51,6 +53,7 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(`mailroom ${name}: ${error.message}\n`);
       return 2;
     }
+    const { createConsoleLogger, describeError, isMailroomError } = await import('@mailroom/core');
     const message = isMailroomError(error) ? error.message : describeError(error);
     // A sidecar asked for JSON logs keeps its last words parseable too (an invalid variable, say).
     if (name === 'relay' && process.env.MAILROOM_LOG_FORMAT === 'json') createConsoleLogger({ format: 'json', name: `mailroom ${name}` }).error(message);

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { propagation, trace } from '@opentelemetry/api';
 import { publishIdOf, withPublishId } from './envelope/header-values.js';
 import type { WireProperties } from './envelope/wire-types.js';
 import { describeError } from './errors.js';
@@ -20,6 +21,19 @@ export function confirmOutcome(error: unknown, returned: string | undefined): Pu
     return /nack/i.test(text) ? { kind: 'nacked', error: 'nacked by the broker' } : { kind: 'failed', error: text };
   }
   return returned !== undefined ? { kind: 'returned', error: returned } : { kind: 'confirmed' };
+}
+
+/**
+ * True when no OpenTelemetry SDK is registered: no global propagator (so nothing is read from or
+ * written into headers) and no tracer provider behind the API's proxy (so every span is a no-op).
+ * A publisher then skips its publish span and the objects it costs per message; it asks again
+ * for every batch, so an SDK registered later is picked up. An API whose proxy does not have the
+ * expected shape counts as tracing on.
+ */
+export function tracingIsOff(): boolean {
+  if (propagation.fields().length > 0) return false;
+  const provider = trace.getTracerProvider() as { getDelegateTracer?: (name: string) => unknown };
+  return typeof provider.getDelegateTracer === 'function' && provider.getDelegateTracer('mailroom') === undefined;
 }
 
 /** The part of an amqplib ConfirmChannel a confirmed publish needs. */

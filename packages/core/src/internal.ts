@@ -25,7 +25,7 @@ export { createEnvelopeSeal, loadEnvelopeSeal } from './envelope/envelope-seal.j
 export type { EnvelopeSeal } from './envelope/envelope-seal.js';
 export type { WireMessage, WireProperties, CopyProperties, Origin, DecodedDelivery, DecodedDeadLetter, DeadLetterVerdict } from './envelope/wire-types.js';
 export { deriveMessageId } from './derived-message-id.js';
-export { confirmOutcome, publishConfirmed } from './confirmed-publish.js';
+export { confirmOutcome, publishConfirmed, tracingIsOff } from './confirmed-publish.js';
 export type { PublishOutcome, ConfirmChannelLike, ReturnedMessage, PublishConfirmedOptions, PublishProperties } from './confirmed-publish.js';
 export { declareDeadLetterTopology, resolveDeadLetterTopology, delayQueueName } from './dead-letter-topology.js';
 export type { TopologyChannel } from './dead-letter-topology.js';

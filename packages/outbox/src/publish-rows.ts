@@ -1,6 +1,6 @@
 import type { ConfirmChannel } from 'amqplib';
 import { describeError } from '@mailroom/core';
-import { PUBLISH_LIMITS, crashPoint, publishLimitProblem } from '@mailroom/core/internal';
+import { PUBLISH_LIMITS, crashPoint, publishLimitProblem, tracingIsOff } from '@mailroom/core/internal';
 import { isPreconditionFailed } from './guarded-channel.js';
 import type { ConfirmPublisher, PreparedRow, RowPublishOutcome } from './publisher.js';
 import { PRECONDITION_FAILED_PREFIX, type OutboxRow } from './relay-sql.js';
@@ -136,6 +136,7 @@ export async function publishRows(publisher: ConfirmPublisher, rows: readonly Ou
   if (pending.length === 0) return outcomes;
   const missing = await publisher.ensureExchanges(exchanges);
   const confirms = new BatchConfirms(outcomes);
+  const traced = !tracingIsOff();
   let timedOut = false;
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<void>(
@@ -159,7 +160,7 @@ export async function publishRows(publisher: ConfirmPublisher, rows: readonly Ou
       return true;
     }
     confirms.opened(i);
-    return publisher.publish(channel, p, (outcome) => confirms.settle(i, outcome));
+    return publisher.publish(channel, p, (outcome) => confirms.settle(i, outcome), traced);
   };
   const publishOne = async (i: number, channel: ConfirmChannel): Promise<RowOutcome> => {
     if (!send(i, channel)) await publisher.drained(channel, deadline);

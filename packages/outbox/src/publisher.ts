@@ -10,6 +10,7 @@ import {
   type PublishOutcome,
   type ReturnedMessage,
 } from '@mailroom/core/internal';
+import { coalesceWrites } from './coalesced-writes.js';
 import { isEncodingError } from './guarded-channel.js';
 import type { OutboxRow } from './relay-sql.js';
 
@@ -68,6 +69,7 @@ export class ConfirmPublisher {
   async #open(): Promise<ConfirmChannel> {
     const connection = await this.connection.get();
     const channel = await connection.createConfirmChannel();
+    coalesceWrites(channel);
     const returns = new Map<string, string>();
     this.#returns.set(channel, returns);
     channel.on('return', (message: ReturnedMessage) => {
@@ -164,10 +166,13 @@ export class ConfirmPublisher {
    * broker confirms, nacks or returns it, or the channel closes (never for a publish written
    * after the caller stopped listening: the caller ignores late calls). A publish amqplib cannot
    * encode settles at once as `unpublishable`. Returns false when the channel's write buffer is
-   * full: wait for {@link drained} before the next publish.
+   * full: wait for {@link drained} before the next publish. `traced` false (no OpenTelemetry SDK
+   * registered, see core's `tracingIsOff`) skips the publish span, which would be a no-op that
+   * writes nothing into the headers, and its allocations per row.
    */
-  publish(channel: ConfirmChannel, prepared: PreparedRow, settle: (outcome: RowPublishOutcome) => void): boolean {
+  publish(channel: ConfirmChannel, prepared: PreparedRow, settle: (outcome: RowPublishOutcome) => void, traced = true): boolean {
     const { row, body } = prepared;
+    if (!traced) return this.#write(channel, row, body, prepared.headers, settle);
     // A child of the enqueue span stored in the row; the message carries this span's context on.
     // The span writes its trace context into the headers only when there is one to carry.
     const carrier: Record<string, unknown> = prepared.headers ?? {};
@@ -184,6 +189,18 @@ export class ConfirmPublisher {
     }
     let headers = prepared.headers;
     if (headers === undefined && hasKeys(carrier)) headers = carrier;
+    return this.#write(channel, row, body, headers, (outcome) => {
+      if (recording) {
+        span.setAttribute('mailroom.outcome', outcome.kind);
+        if (outcome.kind !== 'confirmed') span.setStatus({ code: SpanStatusCode.ERROR, message: outcome.error });
+      }
+      span.end();
+      settle(outcome);
+    });
+  }
+
+  /** Writes one publish with the relay's properties; `done` gets its outcome once. */
+  #write(channel: ConfirmChannel, row: OutboxRow, body: Buffer, headers: Record<string, unknown> | undefined, done: (outcome: RowPublishOutcome) => void): boolean {
     const properties: Options.Publish = {
       messageId: row.message_id,
       type: row.type,
@@ -194,18 +211,11 @@ export class ConfirmPublisher {
     };
     if (headers !== undefined) properties.headers = headers;
     const returns = this.#returns.get(channel);
-    const done = (outcome: RowPublishOutcome): void => {
-      if (recording) {
-        span.setAttribute('mailroom.outcome', outcome.kind);
-        if (outcome.kind !== 'confirmed') span.setStatus({ code: SpanStatusCode.ERROR, message: outcome.error });
-      }
-      span.end();
-      settle(outcome);
-    };
+    const messageId = row.message_id;
     try {
       return channel.publish(row.exchange, row.routing_key, body, properties, (error: unknown) => {
-        const returned = returns?.get(row.message_id);
-        if (returned !== undefined) returns?.delete(row.message_id);
+        const returned = returns?.get(messageId);
+        if (returned !== undefined) returns?.delete(messageId);
         done(confirmOutcome(error, returned));
       });
     } catch (error) {

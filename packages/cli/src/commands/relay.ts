@@ -5,6 +5,7 @@ import { createDeadLetterStore } from '@mailroom/dlq';
 import { createRelay, relayOptionsSchema, type RelayLinks } from '@mailroom/outbox';
 import type { Command } from '../command.js';
 import { UsageError } from '../command.js';
+import { flushCliCompileCache } from '../compile-cache.js';
 import { AMQP_TLS_ENV, amqpConnectionOptions, splitAmqpUrls } from '../connection-env.js';
 import { combineEnv, describeEnv, envSpec, readEnv } from '../env.js';
 import { startHttpServer } from '../http-server.js';
@@ -113,6 +114,8 @@ export const relayCommand: Command = {
       await endStorePool();
       throw error;
     }
+    // Everything the relay loads is loaded by now: keep it for the next start (see compile-cache.ts).
+    flushCliCompileCache();
     if (!stop.signal.aborted) await once(stop.signal, 'abort');
     stopping = true;
     unwatch();
