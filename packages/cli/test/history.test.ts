@@ -6,6 +6,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import amqp from 'amqplib';
 import pg from 'pg';
 import { migrate } from '@mailroom/core';
+import { listHistory } from '@mailroom/outbox';
 import { randomName, spawnNode, testUrls } from '../../../test/helpers.js';
 
 const CLI = fileURLToPath(new URL('../dist/main.js', import.meta.url));
@@ -77,6 +78,25 @@ it('replays to one queue in outbox order with the original message ids, progress
   const absent = await run(['replay', '--queue', randomName('absent')]);
   expect(absent.code).not.toBe(0);
   expect(absent.output).toContain('does not exist');
+});
+
+it('replays several types in one outbox order with a repeated --type; a list of no types or a NUL type is refused', async () => {
+  const both = await run(['replay', '--queue', queue, '--type', 'order.paid', '--type', 'order.placed']);
+  expect(both.code).toBe(0);
+  const paidOnly = await run(['replay', '--queue', queue, '--type', 'order.paid', '--type', 'no.such.type']);
+  expect(paidOnly.code).toBe(0);
+  const got: string[] = [];
+  for (;;) {
+    const m = await channel.get(queue, { noAck: true });
+    if (m === false) break;
+    got.push(String(m.properties.messageId));
+  }
+  // Both types interleaved in outbox order, then the odd (order.paid) ones only.
+  expect(got).toEqual([...ids, ids[1], ids[3], ids[5]]);
+  const listed = JSON.parse((await run(['list', '--type', 'order.placed', '--type', 'order.paid', '--json'])).output) as Array<{ messageId: string }>;
+  expect(listed).toHaveLength(6);
+  await expect(listHistory(pool, { schema, type: [] })).rejects.toThrow(/list of 1 to 1000 strings/);
+  await expect(listHistory(pool, { schema, type: ['order.paid', 'a\u0000b'] })).rejects.toThrow(/without NUL/);
 });
 
 it('prune makes the coming days\' partitions and drops a day past retention whole', async () => {

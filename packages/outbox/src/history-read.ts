@@ -23,8 +23,11 @@ export interface HistoryFilter {
   since?: Date;
   /** Published before. */
   until?: Date;
-  /** Only this message type. */
-  type?: string;
+  /**
+   * Only this message type, or only these types (one replay of several types keeps their outbox
+   * order across types, which one replay per type cannot). An empty list is refused.
+   */
+  type?: string | readonly string[];
   /** Only this ordering key. */
   key?: string;
 }
@@ -60,7 +63,7 @@ const COLUMNS = `a.outbox_id::pg_catalog.text AS outbox_id, a.message_id::pg_cat
 // A NULL filter matches all; published_at bounds let PostgreSQL skip whole day partitions.
 const FILTER = `($1::timestamptz IS NULL OR a.published_at OPERATOR(pg_catalog.>=) $1::timestamptz)
   AND ($2::timestamptz IS NULL OR a.published_at OPERATOR(pg_catalog.<) $2::timestamptz)
-  AND ($3::pg_catalog.text IS NULL OR a.type OPERATOR(pg_catalog.=) $3::pg_catalog.text)
+  AND ($3::pg_catalog.text[] IS NULL OR a.type OPERATOR(pg_catalog.=) ANY ($3::pg_catalog.text[]))
   AND ($4::pg_catalog.text IS NULL OR a.key OPERATOR(pg_catalog.=) $4::pg_catalog.text)`;
 
 function archiveTable(schema: string): string {
@@ -75,13 +78,23 @@ function checkFilter(filter: HistoryFilter): void {
       throw new MailroomError('INVALID_CONFIG', `"${name}" must be a valid Date.`);
     }
   }
-  for (const name of ['type', 'key'] as const) {
-    const value = filter[name];
-    // PostgreSQL text cannot hold NUL: refused here with a clear message, not as a driver error.
-    if (value !== undefined && (typeof value !== 'string' || value.includes('\u0000'))) {
-      throw new MailroomError('INVALID_CONFIG', `"${name}" must be a string without NUL characters.`);
-    }
+  // PostgreSQL text cannot hold NUL: refused here with a clear message, not as a driver error.
+  const key = filter.key;
+  if (key !== undefined && (typeof key !== 'string' || key.includes('\u0000'))) {
+    throw new MailroomError('INVALID_CONFIG', '"key" must be a string without NUL characters.');
   }
+  const types = filter.type;
+  if (types === undefined) return;
+  const list: readonly unknown[] = Array.isArray(types) ? types : [types];
+  if (list.length === 0 || list.length > 1000 || list.some((t) => typeof t !== 'string' || t.includes('\u0000'))) {
+    throw new MailroomError('INVALID_CONFIG', '"type" must be a string or a list of 1 to 1000 strings, without NUL characters.');
+  }
+}
+
+/** The type filter as the text[] parameter of FILTER (NULL: every type). */
+function typeList(type: HistoryFilter['type']): readonly string[] | null {
+  if (type === undefined) return null;
+  return typeof type === 'string' ? [type] : type;
 }
 
 /**
@@ -102,7 +115,7 @@ export async function readArchivePage(
     `SELECT ${COLUMNS} FROM ${archiveTable(schema)} a
       WHERE ${FILTER} AND ($5::bigint IS NULL OR a.outbox_id OPERATOR(pg_catalog.${cmp}) $5::bigint)
       ORDER BY a.outbox_id ${direction === 'asc' ? 'ASC' : 'DESC'} LIMIT $6`,
-    [filter.since ?? null, filter.until ?? null, filter.type ?? null, filter.key ?? null, cursor, limit],
+    [filter.since ?? null, filter.until ?? null, typeList(filter.type), filter.key ?? null, cursor, limit],
   );
   return result.rows;
 }

@@ -23,6 +23,7 @@ const USAGE = [
   "      republishes archived events, with their message ids, to queue Q only (the default exchange,",
   "      publisher confirms), in outbox order; progress on stderr. A consumer's inbox dedupes what it",
   '      already handled; a new consumer rebuilds from scratch. --rate: at most N events per second',
+  '      --type may be given more than once (any of those types; one replay keeps their outbox order)',
   '  prune [--retention-days 7] [--days-ahead 2]',
   '      creates the coming days\' partitions and drops the day partitions past retention (run',
   '      daily, as the owner of the tables)',
@@ -56,7 +57,7 @@ export const historyCommand: Command = {
           allowPositionals: true,
           strict: true,
           options: {
-            type: { type: 'string' },
+            type: { type: 'string', multiple: true },
             key: { type: 'string' },
             since: { type: 'string' },
             until: { type: 'string' },
@@ -80,11 +81,12 @@ export const historyCommand: Command = {
     if (sub === 'show' ? positionals.length !== 1 : positionals.length > 0) {
       throw new UsageError(sub === 'show' ? 'show takes one message id: mailroom history show <message-id>' : `${sub} takes no arguments (got ${positionals.join(' ')})`);
     }
-    for (const name of ['type', 'key', 'queue'] as const) {
+    for (const name of ['key', 'queue'] as const) {
       if (values[name]?.includes('\u0000') === true) throw new UsageError(`--${name} must not contain NUL characters`);
     }
+    if (values.type?.some((t) => t.includes('\u0000')) === true) throw new UsageError('--type must not contain NUL characters');
     const filter = {
-      type: values.type,
+      type: values.type === undefined ? undefined : values.type.length === 1 ? values.type[0] : values.type,
       key: values.key,
       since: values.since === undefined ? undefined : parseSince(values.since),
       until: values.until === undefined ? undefined : parseSince(values.until),
