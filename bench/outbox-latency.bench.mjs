@@ -6,7 +6,9 @@
 // process polling every 100 ms) on the same workload; and the machine with nothing of the bench
 // running (the floor of a shared machine). For each relay run the whole machine's busy fraction
 // (every process: bench, PostgreSQL, RabbitMQ, relay) is measured; goal 3 compares mailroom's
-// with the naive relay's (ratio per run). Runs are interleaved, in a rotating order.
+// with the naive relay's (ratio per run). A second naive baseline polls every 1 ms
+// (BENCH_LATENCY_PROMPT_POLL_MS): the naive relay made as prompt as mailroom, so that the busy
+// fraction can also be compared at equal latency. Runs are interleaved, in a rotating order.
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import amqp from 'amqplib';
@@ -21,6 +23,7 @@ const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const CLI = fileURLToPath(new URL('../packages/cli/dist/main.js', import.meta.url));
 const now = () => Number(process.hrtime.bigint()) / 1e6;
 
+const PROMPT_POLL_MS = Number(process.env.BENCH_LATENCY_PROMPT_POLL_MS ?? 1);
 const FLOOR_SECONDS = Number(process.env.BENCH_LATENCY_FLOOR_SECONDS ?? 5);
 const loadAtStart = loadAverage();
 const pool = newPool(4);
@@ -163,11 +166,12 @@ async function floorRun() {
   return { busy: busy() };
 }
 
-const results = { raw: [], mailroom: [], naive: [], floor: [] };
+const results = { raw: [], mailroom: [], naive: [], prompt: [], floor: [] };
 const kinds = {
   raw: rawRun,
   mailroom: () => relayRun(mailroomRelay),
   naive: () => relayRun((schema) => startNaiveRelay(schema)),
+  prompt: () => relayRun((schema) => startNaiveRelay(schema, { NAIVE_POLL_MS: String(PROMPT_POLL_MS) })),
   floor: floorRun,
 };
 const names = Object.keys(kinds);
@@ -194,6 +198,7 @@ const row = (what, runs) => ({
   'never arrived': runs.reduce((n, r) => n + r.lost, 0),
 });
 const busyRatios = relays.map((r, i) => r.busy / results.naive[i].busy);
+const promptRatios = relays.map((r, i) => r.busy / results.prompt[i].busy);
 const busyRow = (what, runs) => ({
   what,
   'p50 ms': '',
@@ -212,6 +217,7 @@ report(
     withBusy(row('raw amqplib publish -> consumer (baseline)', raws), []),
     withBusy(row('commit -> mailroom relay (sidecar) -> consumer', relays), relays),
     withBusy(row('commit -> naive relay (100 ms poll) -> consumer', results.naive), results.naive),
+    withBusy(row(`commit -> naive relay (${PROMPT_POLL_MS} ms poll) -> consumer`, results.prompt), results.prompt),
     busyRow('machine, nothing of the bench running (floor)', results.floor),
   ],
   {
@@ -220,6 +226,8 @@ report(
     'events that never arrived': relays.reduce((n, r) => n + r.lost, 0),
     'machine busy, mailroom / naive relay, per run': busyRatios.map((r) => fmt(r, 2)).join(' / '),
     'machine busy, mailroom / naive relay, median': fmt(median(busyRatios), 2),
+    [`machine busy, mailroom / naive relay polling every ${PROMPT_POLL_MS} ms, per run`]: promptRatios.map((r) => fmt(r, 2)).join(' / '),
+    [`machine busy, mailroom / naive relay polling every ${PROMPT_POLL_MS} ms, median`]: fmt(median(promptRatios), 2),
     'load average at start': loadAtStart,
     'load average at end': loadAverage(),
     targets: 'mailroom p50 <= 1.5 ms, p99 <= 5 ms, 0 never arrived; machine busy <= 1.5 x naive relay',
