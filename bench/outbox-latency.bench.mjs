@@ -8,7 +8,8 @@
 // (every process: bench, PostgreSQL, RabbitMQ, relay) is measured; goal 3 compares mailroom's
 // with the naive relay's (ratio per run). A second naive baseline polls every 1 ms
 // (BENCH_LATENCY_PROMPT_POLL_MS): the naive relay made as prompt as mailroom, so that the busy
-// fraction can also be compared at equal latency. Runs are interleaved, in a rotating order.
+// fraction can also be compared at equal latency. And mailroom with MAILROOM_LINGER_MS
+// (BENCH_LATENCY_LINGER_MS, default 20): latency traded for fewer batches. Runs are interleaved, in a rotating order.
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import amqp from 'amqplib';
@@ -23,6 +24,7 @@ const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const CLI = fileURLToPath(new URL('../packages/cli/dist/main.js', import.meta.url));
 const now = () => Number(process.hrtime.bigint()) / 1e6;
 
+const LINGER_MS = Number(process.env.BENCH_LATENCY_LINGER_MS ?? 20);
 const PROMPT_POLL_MS = Number(process.env.BENCH_LATENCY_PROMPT_POLL_MS ?? 1);
 const FLOOR_SECONDS = Number(process.env.BENCH_LATENCY_FLOOR_SECONDS ?? 5);
 const loadAtStart = loadAverage();
@@ -80,9 +82,9 @@ async function collect(sent, arrived) {
 }
 
 /** Starts mailroom's relay sidecar on `schema`; resolves when it is ready. */
-async function mailroomRelay(schema) {
+async function mailroomRelay(schema, extraEnv = {}) {
   const relay = spawn(process.execPath, [CLI, 'relay'], {
-    env: { ...process.env, MAILROOM_DATABASE_URL: databaseUrl, MAILROOM_AMQP_URL: amqpUrl, MAILROOM_SCHEMA: schema, MAILROOM_HTTP_PORT: '0', MAILROOM_LOG_LEVEL: 'warn' },
+    env: { ...process.env, ...extraEnv, MAILROOM_DATABASE_URL: databaseUrl, MAILROOM_AMQP_URL: amqpUrl, MAILROOM_SCHEMA: schema, MAILROOM_HTTP_PORT: '0', MAILROOM_LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   await new Promise((resolve) => relay.stdout.once('data', resolve));
@@ -166,10 +168,11 @@ async function floorRun() {
   return { busy: busy() };
 }
 
-const results = { raw: [], mailroom: [], naive: [], prompt: [], floor: [] };
+const results = { raw: [], mailroom: [], linger: [], naive: [], prompt: [], floor: [] };
 const kinds = {
   raw: rawRun,
   mailroom: () => relayRun(mailroomRelay),
+  linger: () => relayRun((schema) => mailroomRelay(schema, { MAILROOM_LINGER_MS: String(LINGER_MS) })),
   naive: () => relayRun((schema) => startNaiveRelay(schema)),
   prompt: () => relayRun((schema) => startNaiveRelay(schema, { NAIVE_POLL_MS: String(PROMPT_POLL_MS) })),
   floor: floorRun,
@@ -199,6 +202,7 @@ const row = (what, runs) => ({
 });
 const busyRatios = relays.map((r, i) => r.busy / results.naive[i].busy);
 const promptRatios = relays.map((r, i) => r.busy / results.prompt[i].busy);
+const lingerRatios = results.linger.map((r, i) => r.busy / results.naive[i].busy);
 const busyRow = (what, runs) => ({
   what,
   'p50 ms': '',
@@ -216,6 +220,7 @@ report(
   [
     withBusy(row('raw amqplib publish -> consumer (baseline)', raws), []),
     withBusy(row('commit -> mailroom relay (sidecar) -> consumer', relays), relays),
+    withBusy(row(`commit -> mailroom relay, MAILROOM_LINGER_MS=${LINGER_MS} -> consumer`, results.linger), results.linger),
     withBusy(row('commit -> naive relay (100 ms poll) -> consumer', results.naive), results.naive),
     withBusy(row(`commit -> naive relay (${PROMPT_POLL_MS} ms poll) -> consumer`, results.prompt), results.prompt),
     busyRow('machine, nothing of the bench running (floor)', results.floor),
@@ -226,6 +231,8 @@ report(
     'events that never arrived': relays.reduce((n, r) => n + r.lost, 0),
     'machine busy, mailroom / naive relay, per run': busyRatios.map((r) => fmt(r, 2)).join(' / '),
     'machine busy, mailroom / naive relay, median': fmt(median(busyRatios), 2),
+    [`machine busy, mailroom with MAILROOM_LINGER_MS=${LINGER_MS} / naive relay, per run`]: lingerRatios.map((r) => fmt(r, 2)).join(' / '),
+    [`machine busy, mailroom with MAILROOM_LINGER_MS=${LINGER_MS} / naive relay, median`]: fmt(median(lingerRatios), 2),
     [`machine busy, mailroom / naive relay polling every ${PROMPT_POLL_MS} ms, per run`]: promptRatios.map((r) => fmt(r, 2)).join(' / '),
     [`machine busy, mailroom / naive relay polling every ${PROMPT_POLL_MS} ms, median`]: fmt(median(promptRatios), 2),
     'load average at start': loadAtStart,

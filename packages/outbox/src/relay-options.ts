@@ -37,6 +37,19 @@ export const relayOptionsSchema = z.strictObject({
   concurrency: positiveInt.max(32).default(3).meta({ description: 'batches in flight at once (without ordering)' }),
   /** Poll interval in ms: the safety net when a NOTIFY is lost. Default: 1000. */
   pollIntervalMs: positiveInt.default(1000).meta({ description: 'poll interval, the safety net for a lost NOTIFY' }),
+  /**
+   * After a batch that was not full, wait this long before the next claim, so that the events
+   * committed meanwhile share one batch: at low rates fewer round trips, publishes and confirms per
+   * event (the machine's CPU), for up to that much more latency per event (like Kafka's
+   * `linger.ms`). 0 claims at once. Without ordering only (ordering mode ignores it). Default: 0.
+   */
+  lingerMs: z
+    .number()
+    .int()
+    .min(0)
+    .max(1000)
+    .default(0)
+    .meta({ description: 'after a batch that was not full, wait this long before the next claim, so low-rate events share a batch (0: at once)' }),
   /** How long a batch waits for publisher confirms before its unconfirmed rows are retried, in ms. Default: 10000. */
   publishTimeoutMs: positiveInt.default(10_000).meta({ description: 'wait for publisher confirms before retrying' }),
   /** First retry delay of a row in ms; doubles per attempt, with jitter. Default: 500. */

@@ -9,7 +9,8 @@ import { backOffAfterFailure, channelOrStop, type RelayRuntime } from './relay-r
  * skipped), a batch after the other, on a connection borrowed per batch (with an `'error'`
  * listener for as long as it is out: a backend PostgreSQL terminates fails the batch, never the
  * process) and a confirm channel of its own. A full batch is followed at once by the next (and
- * wakes one more worker); otherwise it waits for a wake-up (wake-up.ts decides when). Resolves at
+ * wakes one more worker); otherwise it waits for a wake-up (wake-up.ts decides when), and then
+ * `lingerMs` more, so that what commits meanwhile shares the next batch. Resolves at
  * stop, after the batch in flight; never rejects.
  */
 export async function runUnorderedLoop(runtime: RelayRuntime, worker: number): Promise<void> {
@@ -41,7 +42,11 @@ export async function runUnorderedLoop(runtime: RelayRuntime, worker: number): P
       failures = 0;
       // A full batch: go on at once, and let one more worker help.
       if (claimed >= options.batchSize) wake.join();
-      else await wake.idle(options.pollIntervalMs, claimed);
+      else {
+        await wake.idle(options.pollIntervalMs, claimed);
+        // Linger: let the events of the next few ms gather into the next batch (lingerMs, default 0).
+        if (options.lingerMs > 0) await wake.pause(options.lingerMs);
+      }
     } catch (error) {
       failures++;
       runtime.batchFailed(`batch (worker ${worker})`, error);
