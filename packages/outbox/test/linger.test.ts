@@ -4,8 +4,9 @@
 import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import { defineMessage } from '@mailroom/core';
-import { createRelay, enqueue, type Relay } from '@mailroom/outbox';
+import { createRelay, type Relay } from '@mailroom/outbox';
 import { createTestBroker, createTestDatabase, testUrls, type TestBroker, type TestDatabase } from '../../../test/helpers.js';
+import { commitEvent, waitUntilAsleep } from './relay-asleep.js';
 import { outboxCount } from './relay-process.js';
 
 let db: TestDatabase;
@@ -27,36 +28,14 @@ it('gathers events committed one by one during the linger into one batch, and st
   const queue = await broker.queueFor(exchange, '#');
   const Event = defineMessage('linger.event', z.object({ n: z.number() }), { exchange });
   const received = broker.collect(queue);
-  const commit = async (n: number): Promise<string> => {
-    const message = Event.create({ n });
-    const client = await db.pool.connect();
-    try {
-      await client.query('BEGIN');
-      await enqueue(client, message, { schema: db.schema });
-      await client.query('COMMIT');
-    } finally {
-      client.release();
-    }
-    return message.messageId;
-  };
+  const commit = (n: number): Promise<string> => commitEvent(db.pool, db.schema, Event.create({ n }));
   relay = createRelay({ database: db.databaseUrl, amqp: testUrls().amqpUrl, schema: db.schema, concurrency: 1, pollIntervalMs: 60_000, lingerMs: 1000 });
   const batches: number[] = [];
   relay.on('batch', (b) => {
     if (b.published > 0) batches.push(b.published);
   });
   await relay.start();
-  // Asleep: registered with the advisory lock that makes the outbox's trigger NOTIFY (migration 9).
-  await vi.waitFor(
-    async () => {
-      const { rows } = await db.pool.query(
-        `SELECT 1 FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND classid = 1661022995 AND objsubid = 2 AND mode = 'ShareLock' AND granted
-           AND objid::bigint = (pg_catalog.hashtext($1)::bigint + 4294967296) % 4294967296`,
-        [db.schema],
-      );
-      expect(rows).toHaveLength(1);
-    },
-    { timeout: 10_000, interval: 20 },
-  );
+  await waitUntilAsleep(db.pool, db.schema);
   // Registering is followed by one more poll, which lingers too: let it end, so that the worker
   // sleeps and the first commit's NOTIFY is what wakes it (nothing else shows that it sleeps).
   await new Promise((r) => setTimeout(r, 2000));

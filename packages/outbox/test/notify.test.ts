@@ -3,8 +3,9 @@
 import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import { defineMessage } from '@mailroom/core';
-import { createRelay, enqueue, type Relay } from '@mailroom/outbox';
+import { createRelay, type Relay } from '@mailroom/outbox';
 import { createTestBroker, createTestDatabase, testUrls, type TestBroker, type TestDatabase } from '../../../test/helpers.js';
+import { commitEvent, waitUntilAsleep } from './relay-asleep.js';
 import { outboxCount } from './relay-process.js';
 
 let db: TestDatabase;
@@ -26,18 +27,7 @@ it('a relay polling once a minute still delivers a committed event within a seco
   const queue = await broker.queueFor(exchange, '#');
   const Event = defineMessage('notify.event', z.object({ n: z.number() }), { exchange });
   const received = broker.collect(queue);
-  const commit = async (n: number): Promise<string> => {
-    const message = Event.create({ n });
-    const client = await db.pool.connect();
-    try {
-      await client.query('BEGIN');
-      await enqueue(client, message, { schema: db.schema });
-      await client.query('COMMIT');
-    } finally {
-      client.release();
-    }
-    return message.messageId;
-  };
+  const commit = (n: number): Promise<string> => commitEvent(db.pool, db.schema, Event.create({ n }));
 
   // A row waiting before the start is claimed by the first batch, which every start runs.
   const before = await commit(0);
@@ -48,17 +38,7 @@ it('a relay polling once a minute still delivers a committed event within a seco
   // The relay registers as asleep (the "asleep" advisory lock, see migration 9) only when its last
   // busy worker goes to sleep: from then on every worker's next poll is a minute away, and only
   // the NOTIFY that the outbox's insert trigger sends at commit can bring the event out.
-  await vi.waitFor(
-    async () => {
-      const { rows } = await db.pool.query(
-        `SELECT 1 FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND classid = 1661022995 AND objsubid = 2 AND mode = 'ShareLock' AND granted
-           AND objid::bigint = (pg_catalog.hashtext($1)::bigint + 4294967296) % 4294967296`,
-        [db.schema],
-      );
-      expect(rows).toHaveLength(1);
-    },
-    { timeout: 10_000, interval: 20 },
-  );
+  await waitUntilAsleep(db.pool, db.schema);
 
   const committedAt = Date.now();
   const after = await commit(1);
