@@ -86,7 +86,7 @@ export const historyCommand: Command = {
     }
     if (values.type?.some((t) => t.includes('\u0000')) === true) throw new UsageError('--type must not contain NUL characters');
     const filter = {
-      type: values.type === undefined ? undefined : values.type.length === 1 ? values.type[0] : values.type,
+      type: values.type,
       key: values.key,
       since: values.since === undefined ? undefined : parseSince(values.since),
       until: values.until === undefined ? undefined : parseSince(values.until),
