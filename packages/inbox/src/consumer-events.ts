@@ -23,11 +23,20 @@ export interface ConsumerStats {
   deadLettered: number;
   /** Deliveries given back to the queue because the database or broker failed (no attempt used). */
   requeued: number;
+  /**
+   * Handler transactions PostgreSQL undid for a deadlock or a serialization failure, each run
+   * again at once in place (no attempt used, not counted in `failures`), up to
+   * {@link LOCK_CONFLICT_RERUNS} times per delivery before the retry policy takes over.
+   */
+  lockConflicts: number;
 }
+
+/** How many times in a row a delivery's transaction is run again at once after a deadlock or serialization failure. */
+export const LOCK_CONFLICT_RERUNS = 3;
 
 /** Stats of a consumer that did nothing yet. */
 export function emptyConsumerStats(): ConsumerStats {
-  return { handled: 0, duplicates: 0, conflictingDuplicates: 0, forged: 0, failures: 0, retries: 0, deadLettered: 0, requeued: 0 };
+  return { handled: 0, duplicates: 0, conflictingDuplicates: 0, forged: 0, failures: 0, retries: 0, deadLettered: 0, requeued: 0, lockConflicts: 0 };
 }
 
 /** What the `deadLettered` event tells. */

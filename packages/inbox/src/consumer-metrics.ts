@@ -21,6 +21,8 @@ export interface ConsumerMetrics {
   deadLettered: Counter;
   /** `mailroom_inbox_requeued_total{consumer}`: deliveries given back after an infrastructure error. */
   requeued: Counter;
+  /** `mailroom_inbox_lock_conflicts_total{consumer}`: handler transactions undone by a deadlock or serialization failure and run again at once. */
+  lockConflicts: Counter;
   /** `mailroom_inbox_broken_batches_total{consumer}`: group-commit batches whose shared transaction broke (their deliveries ran again one by one, or were requeued). */
   brokenBatches: Counter;
   /** `mailroom_inbox_handler_seconds{consumer}`: delivery to commit of handled messages. */
@@ -48,6 +50,11 @@ export function consumerMetrics(registry: MetricsRegistry = new MetricsRegistry(
     retries: registry.counter('mailroom_inbox_retries_total', 'Deliveries sent to a delay queue for another attempt.', ['consumer']),
     deadLettered: registry.counter('mailroom_inbox_dead_lettered_total', 'Deliveries sent to the dead letters, by reason.', ['consumer', 'reason']),
     requeued: registry.counter('mailroom_inbox_requeued_total', 'Deliveries given back to the queue after a database or broker error.', ['consumer']),
+    lockConflicts: registry.counter(
+      'mailroom_inbox_lock_conflicts_total',
+      'Handler transactions PostgreSQL undid for a deadlock or serialization failure; each ran again at once (no attempt used).',
+      ['consumer'],
+    ),
     brokenBatches: registry.counter(
       'mailroom_inbox_broken_batches_total',
       'Group-commit batches whose shared transaction broke (a handler ended it, COMMIT was refused, the connection died); their deliveries ran again one by one or were requeued.',

@@ -6,6 +6,8 @@ import { SpanKind, crashPoint, decodeDelivery, extractTraceContext, retryTransie
 import type { ConsumerContext } from './consumer-context.js';
 import { UnroutableError } from './copy-publisher.js';
 import { validateDelivery, type AcceptedDelivery } from './delivery-validation.js';
+import { LOCK_CONFLICT_RERUNS } from './consumer-events.js';
+import { isLockConflict } from './handler-failure.js';
 import { REQUEUE_PAUSE_MS, ack, deadLetter, parkDelivery, requeueAfterPause, routeFailure, type Routed } from './failure-routing.js';
 import type { ParkCheck } from './parked-keys.js';
 import type { MessageMetadata } from './handler.js';
@@ -20,11 +22,13 @@ export async function processDelivery<TTx>(ctx: ConsumerContext<TTx>, channel: C
   try {
     // A delivery whose database work failed under ordering is tried again in place, and so is a
     // handler failure when failures are sequenced, as its next attempt (see routeFailure).
+    // So is a transaction PostgreSQL undid for a deadlock or serialization failure, at once, a
+    // few times (see LOCK_CONFLICT_RERUNS).
     let routed: Routed;
-    let inPlace = 0;
+    const runs = { inPlace: 0, lockConflicts: 0 };
     do {
-      routed = await processOnce(ctx, channel, message, inPlace);
-      if (routed === 'retry') inPlace += 1;
+      routed = await processOnce(ctx, channel, message, runs);
+      if (routed === 'retry') runs.inPlace += 1;
     } while (routed !== 'settled');
   } catch (error) {
     // Only a broker failure while retrying or dead-lettering gets here (a copy not confirmed, or
@@ -40,8 +44,9 @@ export async function processDelivery<TTx>(ctx: ConsumerContext<TTx>, channel: C
   }
 }
 
-async function processOnce<TTx>(ctx: ConsumerContext<TTx>, channel: ConfirmChannel, message: ConsumeMessage, inPlace: number): Promise<Routed> {
+async function processOnce<TTx>(ctx: ConsumerContext<TTx>, channel: ConfirmChannel, message: ConsumeMessage, runs: { inPlace: number; lockConflicts: number }): Promise<Routed> {
   const { name, queue } = ctx.options;
+  const { inPlace } = runs;
   const decoded = decodeDelivery(message, queue, ctx.seal);
   // Attempts made here already (retried in place) count on top of what the delivery carries.
   const delivery = inPlace > 0 ? { ...decoded, attempt: decoded.attempt + inPlace } : decoded;
@@ -98,6 +103,16 @@ async function processOnce<TTx>(ctx: ConsumerContext<TTx>, channel: ConfirmChann
       },
     );
   } catch (thrown) {
+    // A deadlock or serialization failure says nothing about the message: PostgreSQL undid the
+    // transaction for what others held at that moment (a group-commit batch of another process
+    // holding a saga's row, say). Run again at once, in place (order kept), no attempt used.
+    if (isLockConflict(thrown) && runs.lockConflicts < LOCK_CONFLICT_RERUNS && !ctx.stopping() && !ctx.closed(channel)) {
+      runs.lockConflicts += 1;
+      ctx.stats.lockConflicts += 1;
+      ctx.metrics.lockConflicts.inc({ consumer: name });
+      ctx.logger.debug(`consumer ${name}: message ${meta.messageId} met a lock conflict; it runs again at once`, { error: describeError(thrown) });
+      return 'again';
+    }
     return routeFailure(ctx, channel, message, delivery, meta, thrown);
   }
   crashPoint('inbox.after-commit-before-ack');

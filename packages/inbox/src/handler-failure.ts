@@ -31,6 +31,22 @@ export function isHandlerSqlState(error: unknown): boolean {
   return typeof code === 'string' && /^(23|40)[0-9A-Z]{3}$/.test(code);
 }
 
+/**
+ * True when `error` (or one of a few `cause`s under it, for a library that wraps the driver's
+ * error) is SQLSTATE 40P01 (deadlock detected) or 40001 (serialization failure): PostgreSQL
+ * undid the transaction because of what other transactions held at that moment, not because of
+ * the message. Run again at once, it usually goes through.
+ */
+export function isLockConflict(error: unknown): boolean {
+  let current: unknown = error instanceof HandlerFailure ? error.original : error;
+  for (let depth = 0; depth < 5 && typeof current === 'object' && current !== null; depth++) {
+    const code = (current as { code?: unknown }).code;
+    if (code === '40P01' || code === '40001') return true;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return false;
+}
+
 // 22021 character_not_in_repertoire (a NUL byte in text), 22P05 untranslatable_character (`\u0000`
 // in jsonb): PostgreSQL cannot store a character of what it was given, on any try.
 const REFUSED_CHARACTER = new Set(['22021', '22P05']);

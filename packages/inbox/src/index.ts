@@ -3,6 +3,7 @@ export type { Consumer } from './consumer.js';
 export { consumerOptionsSchema } from './consumer-options.js';
 export type { ConsumerOptions, QueueBinding, DeadLetterSinkLike } from './consumer-options.js';
 export type { ConsumerStats, ConsumerEvents, DeadLetteredInfo } from './consumer-events.js';
+export { LOCK_CONFLICT_RERUNS } from './consumer-events.js';
 export { handler } from './handler.js';
 export type { HandlerBinding, HandlerContext, HandlerFunction, MessageMetadata } from './handler.js';
 export { NonRetryableError, isNonRetryableError } from './non-retryable-error.js';
