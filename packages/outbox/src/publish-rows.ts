@@ -50,29 +50,36 @@ export function rowLimitProblem(row: OutboxRow, headers: Record<string, unknown>
  */
 class BatchConfirms {
   readonly #outcomes: RowOutcome[];
-  readonly #open = new Set<number>();
+  /** 1 for each row sent and waiting for its outcome (a flag per row: no allocation per row). */
+  readonly #waiting: Uint8Array;
+  #open = 0;
   readonly #waiters = new Map<number, (outcome: RowOutcome) => void>();
   #idle: (() => void) | undefined;
 
   constructor(outcomes: RowOutcome[]) {
     this.#outcomes = outcomes;
+    this.#waiting = new Uint8Array(outcomes.length);
   }
 
   /** Marks row `i` as sent; its outcome comes through {@link settle}. */
   opened(i: number): void {
-    this.#open.add(i);
+    if (this.#waiting[i] === 1) return;
+    this.#waiting[i] = 1;
+    this.#open++;
   }
 
   /** Row `i`'s outcome; ignored unless the row is still waiting for one. */
   settle(i: number, outcome: RowOutcome): void {
-    if (!this.#open.delete(i)) return;
+    if (this.#waiting[i] !== 1) return;
+    this.#waiting[i] = 0;
+    this.#open--;
     this.#outcomes[i] = outcome;
     const waiter = this.#waiters.get(i);
     if (waiter !== undefined) {
       this.#waiters.delete(i);
       waiter(outcome);
     }
-    if (this.#open.size === 0 && this.#idle !== undefined) {
+    if (this.#open === 0 && this.#idle !== undefined) {
       const idle = this.#idle;
       this.#idle = undefined;
       idle();
@@ -81,19 +88,44 @@ class BatchConfirms {
 
   /** Resolves with row `i`'s outcome once it has one. */
   outcomeOf(i: number): Promise<RowOutcome> {
-    if (!this.#open.has(i)) return Promise.resolve(this.#outcomes[i] as RowOutcome);
+    if (this.#waiting[i] !== 1) return Promise.resolve(this.#outcomes[i] as RowOutcome);
     return new Promise((resolve) => this.#waiters.set(i, resolve));
   }
 
   /** Resolves when every row sent so far has its outcome. */
   whenSettled(): Promise<void> {
-    if (this.#open.size === 0) return Promise.resolve();
+    if (this.#open === 0) return Promise.resolve();
     return new Promise((resolve) => (this.#idle = resolve));
   }
 
   /** The deadline passed: every row still waiting fails (and later confirms are ignored). */
   expire(): void {
-    for (const i of [...this.#open]) this.settle(i, CONFIRM_TIMEOUT);
+    for (let i = 0; i < this.#waiting.length; i++) if (this.#waiting[i] === 1) this.settle(i, CONFIRM_TIMEOUT);
+  }
+}
+
+type WellFormed = string & { isWellFormed(): boolean };
+
+/**
+ * Drops the payload text of a row whose body went out as a ready-made frame: the batch keeps its
+ * rows until COMMIT, and 1 KiB of text per row kept that long is most of what the garbage
+ * collector copies and promotes while a backlog drains. The bytes stay in the frame's slab, and
+ * {@link restorePayloads} decodes them back for a row that was not confirmed (its dead letter
+ * stores the payload). A string that is not well-formed UTF-16 (a lone surrogate, which no text
+ * read from PostgreSQL holds) would not come back the same: it is kept.
+ */
+function releasePayload(p: PreparedRow): void {
+  if (p.bodyBytes > 0 && (p.row.payload as WellFormed).isWellFormed()) p.row.payload = '';
+  else p.slab = undefined;
+}
+
+/** Gives every row whose payload was released and that was not confirmed its payload back. */
+function restorePayloads(prepared: ReadonlyArray<PreparedRow | undefined>, outcomes: readonly RowOutcome[]): void {
+  for (let i = 0; i < prepared.length; i++) {
+    const p = prepared[i];
+    if (p?.slab === undefined || (outcomes[i] as RowOutcome).kind === 'confirmed') continue;
+    p.row.payload = p.slab.toString('utf8', p.bodyAt, p.bodyAt + p.bodyBytes);
+    p.slab = undefined;
   }
 }
 
@@ -118,9 +150,9 @@ export async function publishRows(publisher: ConfirmPublisher, rows: readonly Ou
   const exchanges: string[] = [];
   for (let i = 0; i < rows.length; i++) {
     const row = rows[i] as OutboxRow;
-    const body = Buffer.from(row.payload);
-    if (body.length > options.maxMessageBytes) {
-      outcomes[i] = { kind: 'overLimit', error: `payload of ${body.length} bytes exceeds maxMessageBytes ${options.maxMessageBytes}` };
+    const bodyBytes = Buffer.byteLength(row.payload, 'utf8');
+    if (bodyBytes > options.maxMessageBytes) {
+      outcomes[i] = { kind: 'overLimit', error: `payload of ${bodyBytes} bytes exceeds maxMessageBytes ${options.maxMessageBytes}` };
       continue;
     }
     const headers = publisher.headersOf(row);
@@ -129,7 +161,7 @@ export async function publishRows(publisher: ConfirmPublisher, rows: readonly Ou
       outcomes[i] = { kind: 'unpublishable', error: problem };
       continue;
     }
-    prepared[i] = { row, body, headers };
+    prepared[i] = { row, bodyBytes, headers, slab: undefined, bodyAt: 0 };
     pending.push(i);
     if (exchanges[exchanges.length - 1] !== row.exchange) exchanges.push(row.exchange);
   }
@@ -160,7 +192,9 @@ export async function publishRows(publisher: ConfirmPublisher, rows: readonly Ou
       return true;
     }
     confirms.opened(i);
-    return publisher.publish(channel, p, (outcome) => confirms.settle(i, outcome), traced);
+    const written = publisher.publish(channel, p, (outcome) => confirms.settle(i, outcome), traced);
+    if (p.slab !== undefined) releasePayload(p);
+    return written;
   };
   const publishOne = async (i: number, channel: ConfirmChannel): Promise<RowOutcome> => {
     if (!send(i, channel)) await publisher.drained(channel, deadline);
@@ -171,8 +205,14 @@ export async function publishRows(publisher: ConfirmPublisher, rows: readonly Ou
   const chains = new Map<string, number[]>();
   const regular: number[][] = [];
   const suspects: number[][] = [];
+  // Without ordering, every row but the suspects in one list (the rows are sent one after the other).
+  const loose: number[] = [];
   for (const i of pending) {
     const row = rows[i] as OutboxRow;
+    if (!options.ordered && !row.suspect) {
+      loose.push(i);
+      continue;
+    }
     if (!options.ordered || row.key === null) {
       (row.suspect ? suspects : regular).push([i]);
       continue;
@@ -182,13 +222,14 @@ export async function publishRows(publisher: ConfirmPublisher, rows: readonly Ou
     else chains.set(row.key, [i]);
   }
   for (const chain of chains.values()) (chain.some((i) => (rows[i] as OutboxRow).suspect) ? suspects : regular).push(chain);
+  if (loose.length > 0) regular.push(loose);
   try {
     if (regular.length > 0) {
       const channel = await publisher.channel();
       if (!options.ordered) {
-        for (const [i] of regular) {
+        for (const i of loose) {
           // Back-pressure: a full write buffer is waited out, never grown without bound.
-          if (!send(i as number, channel)) await publisher.drained(channel, deadline);
+          if (!send(i, channel)) await publisher.drained(channel, deadline);
         }
         crashPoint('relay.after-publish-before-confirm');
         await confirms.whenSettled();
@@ -227,6 +268,7 @@ export async function publishRows(publisher: ConfirmPublisher, rows: readonly Ou
     }
   } finally {
     clearTimeout(timer);
+    restorePayloads(prepared, outcomes);
   }
   // A confirm may still arrive after the deadline: a fresh channel keeps it from being taken
   // for the confirm of a later publish.

@@ -12,15 +12,20 @@ import {
 } from '@mailroom/core/internal';
 import { coalesceWrites } from './coalesced-writes.js';
 import { isEncodingError } from './guarded-channel.js';
+import { FrameWriter, type ConfirmCallback, type FramedBody } from './publish-frames.js';
 import type { OutboxRow } from './relay-sql.js';
 
 /** A publish outcome, or `unpublishable`: amqplib could not encode the row (never worth a retry). */
 export type RowPublishOutcome = PublishOutcome | { kind: 'unpublishable'; error: string };
 
-/** A row ready to publish: its body and the headers it goes out with (undefined: none). */
-export interface PreparedRow {
+/**
+ * A row ready to publish: the byte length of its body (the UTF-8 of `row.payload`, encoded only
+ * when it is written) and the headers it goes out with (undefined: none). `slab` and `bodyAt`
+ * say where the body was written when it went out as a ready-made frame (publish-frames.ts).
+ */
+export interface PreparedRow extends FramedBody {
   row: OutboxRow;
-  body: Buffer;
+  bodyBytes: number;
   headers: Record<string, unknown> | undefined;
 }
 
@@ -51,6 +56,8 @@ export class ConfirmPublisher {
   readonly #closedWith = new WeakMap<ConfirmChannel, Error>();
   /** Returned publishes per channel, by message id, until their confirm arrives. */
   readonly #returns = new WeakMap<object, Map<string, string>>();
+  /** Each channel's frame writer (publish-frames.ts); none when amqplib is not of the expected shape. */
+  readonly #writers = new WeakMap<object, FrameWriter>();
 
   constructor(
     private readonly connection: AmqpConnection,
@@ -70,6 +77,8 @@ export class ConfirmPublisher {
     const connection = await this.connection.get();
     const channel = await connection.createConfirmChannel();
     coalesceWrites(channel);
+    const writer = FrameWriter.for(channel);
+    if (writer !== undefined) this.#writers.set(channel, writer);
     const returns = new Map<string, string>();
     this.#returns.set(channel, returns);
     channel.on('return', (message: ReturnedMessage) => {
@@ -168,10 +177,22 @@ export class ConfirmPublisher {
    * encode settles at once as `unpublishable`. Returns false when the channel's write buffer is
    * full: wait for {@link drained} before the next publish. `traced` false (no OpenTelemetry SDK
    * registered, see core's `tracingIsOff`) skips the publish span, which would be a no-op that
-   * writes nothing into the headers, and its allocations per row.
+   * writes nothing into the headers, and its allocations per row; such a publish is gathered with
+   * the others into one chunk of ready-made frames (publish-frames.ts), written to the channel by
+   * the next publish that does not fit, at the latest in a microtask: before the caller's next
+   * `await` resumes.
    */
   publish(channel: ConfirmChannel, prepared: PreparedRow, settle: (outcome: RowPublishOutcome) => void, traced = true): boolean {
-    const { row, body } = prepared;
+    const { row } = prepared;
+    const writer = this.#writers.get(channel);
+    if (!traced) {
+      // The common publish, gathered with the others into one chunk (publish-frames.ts).
+      const written = writer?.add(row, prepared.bodyBytes, prepared.headers, this.#confirmed(channel, row.message_id, settle), prepared);
+      if (written !== undefined) return written;
+    }
+    // What goes through amqplib's publish goes on the wire after what was gathered before it.
+    writer?.flush();
+    const body = Buffer.from(row.payload);
     if (!traced) return this.#write(channel, row, body, prepared.headers, settle);
     // A child of the enqueue span stored in the row; the message carries this span's context on.
     // The span writes its trace context into the headers only when there is one to carry.
@@ -210,14 +231,8 @@ export class ConfirmPublisher {
       mandatory: true,
     };
     if (headers !== undefined) properties.headers = headers;
-    const returns = this.#returns.get(channel);
-    const messageId = row.message_id;
     try {
-      return channel.publish(row.exchange, row.routing_key, body, properties, (error: unknown) => {
-        const returned = returns?.get(messageId);
-        if (returned !== undefined) returns?.delete(messageId);
-        done(confirmOutcome(error, returned));
-      });
+      return channel.publish(row.exchange, row.routing_key, body, properties, this.#confirmed(channel, row.message_id, done));
     } catch (error) {
       // amqplib encodes before it writes or registers the confirm: nothing was sent.
       done(
@@ -227,6 +242,16 @@ export class ConfirmPublisher {
       );
       return true;
     }
+  }
+
+  /** The confirm callback of a publish of `messageId` on `channel`: `done` gets its outcome (a return counts). */
+  #confirmed(channel: ConfirmChannel, messageId: string, done: (outcome: RowPublishOutcome) => void): ConfirmCallback {
+    const returns = this.#returns.get(channel);
+    return (error: unknown) => {
+      const returned = returns?.get(messageId);
+      if (returned !== undefined) returns?.delete(messageId);
+      done(confirmOutcome(error, returned));
+    };
   }
 
   /**
@@ -254,6 +279,7 @@ export class ConfirmPublisher {
   async reset(): Promise<void> {
     const channel = this.#channel;
     this.#channel = undefined;
+    if (channel) this.#writers.get(channel)?.flush();
     if (channel) await channel.close().catch(() => undefined);
   }
 
