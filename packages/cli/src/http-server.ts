@@ -1,5 +1,10 @@
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import { once } from 'node:events';
+
+// Not `import { createServer } from 'node:http'`: an ES import of node:http runs every getter of
+// the module to build its namespace, and one of them loads Node's bundled undici (some 20 ms of CPU at
+// the sidecar's start-up, for a fetch it never makes). getBuiltinModule reads only createServer.
+const { createServer } = process.getBuiltinModule('node:http');
 
 /** What `/readyz` answers: whether the process can work, and the details (which link is down). */
 export interface Readiness {

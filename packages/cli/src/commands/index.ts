@@ -1,4 +1,5 @@
 import type { Command } from '../command.js';
+import { loadRelayCommand } from '../relay-bundle.js';
 
 /** A command as `mailroom --help` lists it; its module is imported only when it runs. */
 export interface CommandEntry {
@@ -16,7 +17,7 @@ export interface CommandEntry {
  */
 export const commands: CommandEntry[] = [
   { name: 'migrate', summary: "create or update mailroom's tables (--dry-run prints the SQL it would run)", load: async () => (await import('./migrate.js')).migrateCommand },
-  { name: 'relay', summary: 'run the outbox relay as a sidecar (configured by MAILROOM_* variables)', load: async () => (await import('./relay.js')).relayCommand },
+  { name: 'relay', summary: 'run the outbox relay as a sidecar (configured by MAILROOM_* variables)', load: loadRelayCommand },
   { name: 'dlq', summary: 'dead letters: list, show, groups, replay (through the outbox), discard, sink', load: async () => (await import('./dlq.js')).dlqCommand },
   { name: 'saga', summary: 'saga instances: list (--status, --name, --stuck-for), show one with its history, cleanup of ended ones', load: async () => (await import('./saga.js')).sagaCommand },
   {
