@@ -173,6 +173,12 @@ export async function stranglerStory({ databaseUrl, amqpUrl, prefix, databases =
     const snapshot = await call('POST', `${monolith.url}/admin/snapshot`, { batchSize: 10 });
     facts.snapshot = snapshot;
     say('→', `the past as events: ${snapshot.users} user.snapshot + ${snapshot.orders} order.snapshot (every row there now) in ${snapshot.batches} outbox transactions of 10, archived once published`);
+    // The backfill replays the archive: wait until the relay has published (and so archived) every snapshot.
+    await waitUntil(
+      'the snapshots published and archived',
+      async () => (await pools.monolith.query("SELECT count(*)::int AS n FROM mailroom.outbox WHERE type IN ('user.snapshot', 'order.snapshot')")).rows[0].n === 0,
+      boundMs,
+    );
 
     // Phase 2: the users service, backfilled by a history replay while live events arrive.
     const usersSvc = await start('users-svc', here('./src/users-service.mjs'), { DATABASE_URL: urls.users });

@@ -58,7 +58,9 @@ describe('examples: the strangler-fig story end to end', () => {
     // The past went into history as snapshots, and the users service was backfilled from it.
     expect(facts.snapshot.users).toBeGreaterThanOrEqual(facts.past.users);
     expect(facts.snapshot.orders).toBeGreaterThanOrEqual(facts.past.orders);
-    expect(facts.usersReplay?.published).toBeGreaterThanOrEqual(facts.past.users + facts.past.orders);
+    // The replay selects the users service's three types: at least a snapshot per user (the live
+    // user events archived by then come on top; the order events are not selected).
+    expect(facts.usersReplay?.published).toBeGreaterThanOrEqual(facts.snapshot.users);
 
     // The users service's table equals the monolith's, straight from the databases.
     const monolithUsers = await query<{ id: string; email: string; name: string; country: string; version: number }>(
