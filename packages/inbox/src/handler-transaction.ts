@@ -97,8 +97,28 @@ export async function runHandlerTransaction<TTx>(t: HandlerTransaction<TTx>): Pr
   throw new MailroomError('UNSUPPORTED_EXECUTOR', 'The consumer needs a pg Pool or a kysely instance.');
 }
 
-/** The inbox insert (unless done), the contract's validation and the handler, in the open transaction. */
-async function handleInTransaction<TTx>(t: HandlerTransaction<TTx>, tx: TTx, db: Executor, alreadyInserted?: boolean): Promise<TransactionOutcome> {
+/** What validating a body by its contract gave: the payload, or the failure the delivery fails with. */
+type Decoded = { ok: true; payload: unknown } | { ok: false; failure: HandlerFailure };
+
+/**
+ * Validates the body by the contract (and upcasts it), as a promise that never rejects. Started
+ * while the inbox insert is in flight, so its work overlaps that round trip; its result counts
+ * only for a delivery that turns out not to be a duplicate.
+ */
+function decodeBody(t: HandlerTransaction<unknown>): Promise<Decoded> {
+  const failed = (error: unknown): Decoded => ({ ok: false, failure: new HandlerFailure(error, isMailroomError(error, 'INVALID_PAYLOAD') ? 'invalidPayload' : 'transient') });
+  try {
+    return Promise.resolve(t.binding.contract.decode(t.body, t.message.version)).then((payload): Decoded => ({ ok: true, payload }), failed);
+  } catch (error) {
+    return Promise.resolve(failed(error));
+  }
+}
+
+/**
+ * The inbox insert (unless done: `alreadyInserted` says what it did), the contract's validation
+ * (`decoding` when it was started already) and the handler, in the open transaction.
+ */
+async function handleInTransaction<TTx>(t: HandlerTransaction<TTx>, tx: TTx, db: Executor, alreadyInserted?: boolean, decoding?: Promise<Decoded>): Promise<TransactionOutcome> {
   const inserted =
     alreadyInserted ??
     (
@@ -109,14 +129,11 @@ async function handleInTransaction<TTx>(t: HandlerTransaction<TTx>, tx: TTx, db:
       ])
     ).rowCount > 0;
   // Nothing was written: committing this transaction commits nothing. Reading the first one's
-  // hash costs a round trip on duplicates only.
+  // hash costs a round trip on duplicates only. (A duplicate is one whatever its body holds.)
   if (!inserted) return { kind: 'duplicate', storedHash: await storedHash(db, t as HandlerTransaction<unknown>) };
-  let payload: unknown;
-  try {
-    payload = await t.binding.contract.decode(t.body, t.message.version);
-  } catch (error) {
-    throw new HandlerFailure(error, isMailroomError(error, 'INVALID_PAYLOAD') ? 'invalidPayload' : 'transient');
-  }
+  const decoded = await (decoding ?? decodeBody(t as HandlerTransaction<unknown>));
+  if (!decoded.ok) throw decoded.failure;
+  const payload = decoded.payload;
   try {
     await t.binding.handle({ payload, tx, db, message: t.message, signal: t.signal });
   } catch (error) {
@@ -158,12 +175,16 @@ export async function runOnPgClient<TTx>(out: CheckedOutClient, t: HandlerTransa
     // BEGIN and the inbox insert in one round trip (simple protocol, so values are inlined:
     // the consumer name is validated against its pattern, the message id is a checked UUID and
     // the hash is hex digits). No function or operator is named, so search_path plays no part.
-    const begun = await executor.query(
+    const begun = executor.query(
       `BEGIN; INSERT INTO ${t.inboxTable} (consumer, message_id, payload_hash) VALUES (${sqlLiteral(t.consumer)}, ${sqlLiteral(t.message.messageId)}, ${byteaLiteral(t.payloadHash)}) ON CONFLICT DO NOTHING`,
     );
+    // The contract's validation runs while that round trip is in flight (a lone delivery's
+    // latency does not wait for both); it counts only once the insert says "not a duplicate".
+    const decoding = decodeBody(t as HandlerTransaction<unknown>);
+    const inserted = (await begun).rowCount > 0;
     let result: TransactionOutcome;
     try {
-      result = await handleInTransaction(t, client as TTx, executor, begun.rowCount > 0);
+      result = await handleInTransaction(t, client as TTx, executor, inserted, decoding);
     } catch (error) {
       await executor.query('ROLLBACK').catch(() => {
         healthy = false;
