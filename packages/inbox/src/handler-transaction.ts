@@ -162,6 +162,34 @@ export async function runInKyselyTransaction<TTx>(trx: KyselyLike, t: HandlerTra
 }
 
 /**
+ * The pg client's transaction status as of its last answer: 'I' idle (no transaction), 'T' in
+ * one, 'E' in a failed one; undefined on a pg without `getTransactionStatus` (before 8.20).
+ */
+function transactionStatus(client: unknown): string | undefined {
+  const get = (client as { getTransactionStatus?: () => string | null }).getTransactionStatus;
+  return typeof get === 'function' ? (get.call(client) ?? undefined) : undefined;
+}
+
+/**
+ * A handler ran `COMMIT` or `ROLLBACK` on the consumer's `tx`, and the connection is out of any
+ * transaction. Its inbox row tells which: kept (a COMMIT) means the message is handled, its
+ * redelivery a duplicate, so it is acked as handled; gone (a ROLLBACK) means the handler's writes
+ * before it were undone and those after it kept on their own, which no retry can make whole: the
+ * message goes to the dead letters at once, with an error that says why, instead of being acked
+ * with no inbox row.
+ */
+async function endedByHandler<TTx>(executor: Executor, t: HandlerTransaction<TTx>, result: TransactionOutcome): Promise<TransactionOutcome> {
+  const kept = await executor.query(`SELECT 1 FROM ${t.inboxTable} WHERE consumer OPERATOR(pg_catalog.=) ${sqlLiteral(t.consumer)} AND message_id OPERATOR(pg_catalog.=) ${sqlLiteral(t.message.messageId)}::pg_catalog.uuid`);
+  if (kept.rowCount > 0) return result;
+  throw new HandlerFailure(
+    new Error(
+      `The handler ended the consumer's transaction (ROLLBACK on tx): the inbox row of message ${t.message.messageId} was undone with what the handler wrote before, and what it wrote after was committed on its own. Never end tx in a handler; throw to roll back.`,
+    ),
+    'nonRetryable',
+  );
+}
+
+/**
  * One delivery's transaction on a pg client already checked out (what
  * {@link runHandlerTransaction} runs once it has one): `BEGIN` and the inbox insert in one round
  * trip, the handler, `COMMIT`. Releases the client, destroying it when its connection failed.
@@ -195,6 +223,10 @@ export async function runOnPgClient<TTx>(out: CheckedOutClient, t: HandlerTransa
       if ((!healthy || out.broken) && error instanceof HandlerFailure && error.kind === 'transient') throw error.original;
       throw error;
     }
+    // The handler ended the transaction itself (COMMIT or ROLLBACK on tx): what it wrote since
+    // went out in autocommit, and after a ROLLBACK the inbox row is gone. Acking that as handled
+    // would lose the message's exactly-once record; see endedByHandler.
+    if (transactionStatus(client) === 'I') return await endedByHandler(executor, t, result);
     // COMMIT of a transaction that an error aborted (one the handler caught and swallowed)
     // answers ROLLBACK without failing: acking then would lose the message.
     const committed = (await client.query('COMMIT')) as { command?: unknown };
