@@ -29,10 +29,10 @@ describe.each([{ maxBatchSize: undefined }, { maxBatchSize: 1 }])('group commit 
     const dead: DeadLetteredInfo[] = [];
     const consumer = consumerFor(
       env,
-      async ({ tx, message }) => {
-        await tx.query(`INSERT INTO "${s}".effects (message_id, note) VALUES ($1, $2)`, [message.messageId, `${note} before`]);
-        await tx.query('ROLLBACK');
-        await tx.query(`INSERT INTO "${s}".effects (message_id, note) VALUES ($1, $2)`, [message.messageId, `${note} after`]);
+      async ({ db, message }) => {
+        await db.query(`INSERT INTO "${s}".effects (message_id, note) VALUES ($1, $2)`, [message.messageId, `${note} before`]);
+        await db.query('ROLLBACK');
+        await db.query(`INSERT INTO "${s}".effects (message_id, note) VALUES ($1, $2)`, [message.messageId, `${note} after`]);
       },
       { name: env.broker.name(note), retry: { maxAttempts: 3, initialDelayMs: 100 }, ...(maxBatchSize === undefined ? {} : { maxBatchSize }) },
     );
@@ -55,9 +55,9 @@ describe.each([{ maxBatchSize: undefined }, { maxBatchSize: 1 }])('group commit 
     const note = `commit-${label}`;
     const consumer = consumerFor(
       env,
-      async ({ tx, message }) => {
-        await tx.query(`INSERT INTO "${s}".effects (message_id, note) VALUES ($1, $2)`, [message.messageId, note]);
-        await tx.query('COMMIT');
+      async ({ db, message }) => {
+        await db.query(`INSERT INTO "${s}".effects (message_id, note) VALUES ($1, $2)`, [message.messageId, note]);
+        await db.query('COMMIT');
       },
       { name: env.broker.name(note), ...(maxBatchSize === undefined ? {} : { maxBatchSize }) },
     );
