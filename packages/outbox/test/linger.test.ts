@@ -4,9 +4,9 @@
 import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import { defineMessage } from '@mailroom/core';
-import { createRelay, type Relay } from '@mailroom/outbox';
+import { createRelay, enqueue, type Relay } from '@mailroom/outbox';
 import { createTestBroker, createTestDatabase, testUrls, type TestBroker, type TestDatabase } from '../../../test/helpers.js';
-import { commitEvent, waitUntilAsleep } from './relay-asleep.js';
+import { waitUntilAsleep } from './relay-asleep.js';
 import { outboxCount } from './relay-process.js';
 
 let db: TestDatabase;
@@ -28,7 +28,6 @@ it('gathers events committed one by one during the linger into one batch, and st
   const queue = await broker.queueFor(exchange, '#');
   const Event = defineMessage('linger.event', z.object({ n: z.number() }), { exchange });
   const received = broker.collect(queue);
-  const commit = (n: number): Promise<string> => commitEvent(db.pool, db.schema, Event.create({ n }));
   relay = createRelay({ database: db.databaseUrl, amqp: testUrls().amqpUrl, schema: db.schema, concurrency: 1, pollIntervalMs: 60_000, lingerMs: 1000 });
   const batches: number[] = [];
   relay.on('batch', (b) => {
@@ -38,12 +37,25 @@ it('gathers events committed one by one during the linger into one batch, and st
   await waitUntilAsleep(db.pool, db.schema);
   // Registering is followed by one more poll, which lingers too: let it end, so that the worker
   // sleeps and the first commit's NOTIFY is what wakes it (nothing else shows that it sleeps).
-  await new Promise((r) => setTimeout(r, 2000));
-  // Five transactions 30 ms apart: all within the first one's linger.
+  await new Promise((r) => setTimeout(r, 2500));
+  // Five transactions, their events written beforehand, committed 30 ms apart: all within the
+  // first one's linger. Without waiting for the disk (synchronous_commit off): on a loaded
+  // machine an fsync can stall for a second, and what this test times is the relay's linger.
+  const clients = await Promise.all(Array.from({ length: 5 }, () => db.pool.connect()));
   const ids: string[] = [];
-  for (let n = 0; n < 5; n++) {
-    ids.push(await commit(n));
-    await new Promise((r) => setTimeout(r, 30));
+  try {
+    for (const [n, client] of clients.entries()) {
+      await client.query('BEGIN; SET LOCAL synchronous_commit = off');
+      const event = Event.create({ n });
+      await enqueue(client, event, { schema: db.schema });
+      ids.push(event.messageId);
+    }
+    for (const client of clients) {
+      await client.query('COMMIT');
+      await new Promise((r) => setTimeout(r, 30));
+    }
+  } finally {
+    for (const client of clients) client.release();
   }
   await vi.waitFor(() => expect(received.ids()).toEqual(expect.arrayContaining(ids)), { timeout: 10_000, interval: 20 });
   await vi.waitFor(async () => expect(await outboxCount(db.pool, db.schema)).toBe(0), { timeout: 10_000, interval: 20 });
