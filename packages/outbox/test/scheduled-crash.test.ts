@@ -62,6 +62,22 @@ async function arrivals(exchange: string): Promise<{ first: Map<string, number>;
   };
 }
 
+/**
+ * How `relay` exited, or an error after `ms` that says what it printed: a relay that hangs fails
+ * this test with its own story, not with the test's timeout.
+ */
+async function exitOf(relay: RelayProcess, what: string, ms = 20_000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no exit within ${ms} ms; the relay printed:\n${relay.output()}`)), ms);
+  });
+  try {
+    return await Promise.race([relay.exited, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 it('a relay killed after locking due scheduled rows moves nothing; the next one moves and publishes them', async () => {
   const exchange = broker.name('lock');
   const Tick = defineMessage('sched.crash.lock', z.object({ n: z.number() }), { exchange });
@@ -71,7 +87,7 @@ it('a relay killed after locking due scheduled rows moves nothing; the next one 
 
   const first = startRelayProcess(db.schema, { MAILROOM_CRASH_POINTS: 'relay.scheduled-after-lock' });
   relays.push(first);
-  expect((await first.exited).signal).toBe('SIGKILL');
+  expect((await exitOf(first, 'the relay armed with relay.scheduled-after-lock')).signal).toBe('SIGKILL');
   expect(first.output()).toContain('crash point relay.scheduled-after-lock reached');
   // Its transaction died with it: the rows are still scheduled, none left.
   expect(await scheduledLeft()).toBe(30);
@@ -79,10 +95,10 @@ it('a relay killed after locking due scheduled rows moves nothing; the next one 
 
   const second = startRelayProcess(db.schema, { MAILROOM_POLL_INTERVAL_MS: '60000' });
   relays.push(second);
-  await vi.waitFor(() => expect(received.first.size).toBe(30), { timeout: 20_000, interval: 50 });
+  await vi.waitFor(() => expect(received.first.size, `the second relay printed:\n${second.output()}`).toBe(30), { timeout: 20_000, interval: 50 });
   expect(await scheduledLeft()).toBe(0);
   second.kill('SIGTERM');
-  expect((await second.exited).code).toBe(0);
+  expect((await exitOf(second, 'the second relay after SIGTERM')).code).toBe(0);
   expect(received.all).toHaveLength(30);
   await received.stop();
 });
