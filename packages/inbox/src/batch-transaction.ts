@@ -1,6 +1,6 @@
 import { isMailroomError } from '@mailroom/core';
 import { crashPoint, type Executor } from '@mailroom/core/internal';
-import { HandlerFailure } from './handler-failure.js';
+import { HandlerFailure, isLockConflict } from './handler-failure.js';
 import { ABORTED_TRANSACTION, byteaLiteral, handlerFailure, sqlLiteral, type HandlerTransaction, type TransactionOutcome } from './handler-transaction.js';
 
 /**
@@ -170,13 +170,7 @@ async function runOne<TTx>(s: BatchSession<TTx>, sql: BatchSql, entry: BatchEntr
   await s.exec([`ROLLBACK TO SAVEPOINT ${SAVEPOINT}`, `RELEASE SAVEPOINT ${SAVEPOINT}`, sql.deleteRow(t.message.messageId)]);
   // A deadlock or serialization failure is the batch's doing (its neighbours' locks are held until
   // the batch commits), not the handler's: it runs again alone, without spending an attempt.
-  entry.result = isLockConflict(failure.original) ? { kind: 'alone' } : { kind: 'failed', failure };
-}
-
-/** SQLSTATE 40P01 (deadlock detected) or 40001 (serialization failure). */
-function isLockConflict(error: unknown): boolean {
-  const state = sqlState(error);
-  return state === '40P01' || state === '40001';
+  entry.result = isLockConflict(failure) ? { kind: 'alone' } : { kind: 'failed', failure };
 }
 
 /** The batch's own statements (simple protocol: values inlined, checked; operators schema-qualified). */
