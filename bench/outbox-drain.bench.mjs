@@ -9,7 +9,10 @@
 // The raw baseline is sampled twice per run (first and last), the run's baseline their mean.
 // A header-cost table: raw publishing with no headers, with each header mailroom writes(/wrote)
 // alone, and with the AMQP property used instead. Then one run at BENCH_DRAIN_BIG_COUNT (100,000)
-// for each relay, for peak RSS at a large backlog.
+// for each relay, for peak RSS at a large backlog. BENCH_DRAIN_ALSO_ENV (JSON) adds a second
+// mailroom relay to every run with that extra environment, e.g. '{"MAILROOM_BATCH_SIZE":"500",
+// "MAILROOM_CONCURRENCY":"3"}' (the defaults before 2026-12-02), to compare settings in one run.
+// The relays of a run go in a rotating order.
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -41,6 +44,7 @@ const POLL_MS = 20;
 const PAYLOAD = { pad: 'x'.repeat(1024 - 20), n: 0 };
 // Extra environment of the sidecar (JSON), e.g. '{"MAILROOM_BATCH_SIZE":"1000"}'.
 const RELAY_ENV = JSON.parse(process.env.BENCH_DRAIN_RELAY_ENV ?? '{}');
+const ALSO_ENV = process.env.BENCH_DRAIN_ALSO_ENV ? JSON.parse(process.env.BENCH_DRAIN_ALSO_ENV) : undefined;
 const CLI = fileURLToPath(new URL('../packages/cli/dist/main.js', import.meta.url));
 const loadAtStart = loadAverage();
 
@@ -122,7 +126,7 @@ async function drainWith(start, count) {
   };
 }
 
-const startMailroom = (schema) =>
+const startMailroom = (schema, extra = {}) =>
   startProcess(CLI, ['relay'], {
     MAILROOM_DATABASE_URL: databaseUrl,
     MAILROOM_AMQP_URL: amqpUrl,
@@ -130,6 +134,7 @@ const startMailroom = (schema) =>
     MAILROOM_HTTP_PORT: '0',
     MAILROOM_LOG_LEVEL: 'warn',
     ...RELAY_ENV,
+    ...extra,
   });
 const startNaive = (schema) => startNaiveRelay(schema);
 
@@ -181,11 +186,15 @@ async function rawConfirmed(extra) {
 const raw = variants.map(() => []);
 const mailroom = [];
 const naive = [];
+const also = [];
+const relays = [];
+relays.push(async () => naive.push(await drainWith(startNaive, COUNT)));
+relays.push(async () => mailroom.push(await drainWith(startMailroom, COUNT)));
+if (ALSO_ENV) relays.push(async () => also.push(await drainWith((schema) => startMailroom(schema, ALSO_ENV), COUNT)));
 for (let run = 0; run < RUNS; run++) {
   await admin.purgeQueue(queue);
   for (const [i, v] of variants.entries()) raw[i].push(await rawConfirmed(v.extra));
-  naive.push(await drainWith(startNaive, COUNT));
-  mailroom.push(await drainWith(startMailroom, COUNT));
+  for (let i = 0; i < relays.length; i++) await relays[(i + run) % relays.length]();
   // The baseline again after the relays: the run's baseline is the mean of its two samples, so a
   // broker that was slower at the start or the end of the run does not tilt the ratios.
   const again = await rawConfirmed(variants[0].extra);
@@ -228,6 +237,7 @@ const rows = [
   })),
   relayRow('naive relay (process)', naive),
   relayRow('mailroom relay (sidecar process, defaults)', mailroom),
+  ...(ALSO_ENV ? [relayRow(`mailroom relay (sidecar process, ${JSON.stringify(ALSO_ENV)})`, also)] : []),
 ];
 if (big) {
   rows.push(relayRow(`naive relay, ${BIG_COUNT} backlog (1 run)`, [big.naive]));
@@ -235,12 +245,13 @@ if (big) {
 }
 const vsNaive = mailroom.map((r, run) => r.rate / naive[run].rate);
 report('outbox-drain', rows, {
-  command: `node bench/run.mjs drain (BENCH_RUNS=${RUNS} BENCH_DRAIN_COUNT=${COUNT} BENCH_DRAIN_BIG_COUNT=${BIG_COUNT}${process.env.BENCH_DRAIN_RELAY_ENV ? ` BENCH_DRAIN_RELAY_ENV=${process.env.BENCH_DRAIN_RELAY_ENV}` : ''})`,
+  command: `node bench/run.mjs drain (BENCH_RUNS=${RUNS} BENCH_DRAIN_COUNT=${COUNT} BENCH_DRAIN_BIG_COUNT=${BIG_COUNT}${process.env.BENCH_DRAIN_RELAY_ENV ? ` BENCH_DRAIN_RELAY_ENV=${process.env.BENCH_DRAIN_RELAY_ENV}` : ''}${ALSO_ENV ? ` BENCH_DRAIN_ALSO_ENV=${process.env.BENCH_DRAIN_ALSO_ENV}` : ''})`,
   messages: `${COUNT} x 1 KiB, persistent, mandatory, ${RUNS} runs, medians; rates from the first commit seen to the last row gone`,
   'load average at start': loadAtStart,
   'load average at end': loadAverage(),
   'mailroom relay / raw (no headers), median of per-run ratios': `${ratioText(ratiosTo(mailroom, base))} (target >= 0.80)`,
   'mailroom relay / naive relay, median of per-run ratios': `${ratioText(vsNaive)} (target >= 1.00)`,
+  ...(ALSO_ENV ? { [`mailroom relay / mailroom relay with ${JSON.stringify(ALSO_ENV)}, median of per-run ratios`]: ratioText(mailroom.map((r, run) => r.rate / also[run].rate)) } : {}),
   'mailroom relay CPU µs/msg (without start-up)': `${fmt(median(mailroom.map((r) => r.cpuUsPerMessage)), 1)} (target <= 30)`,
   'mailroom relay peak RSS MB (any backlog)': `${fmt(Math.max(...mailroom.map((r) => r.peakRssMb), big?.mailroom.peakRssMb ?? 0), 0)} (target <= 150)`,
 });

@@ -31,10 +31,13 @@ export const relayOptionsSchema = z.strictObject({
     .meta({ env: 'MAILROOM_AMQP_URL', description: 'RabbitMQ URL, e.g. amqp://user:pass@host:5672/vhost (required)' }),
   /** Schema of mailroom's tables. Default: `mailroom`. */
   schema: z.string().default(DEFAULT_SCHEMA).meta({ description: "schema of mailroom's tables" }),
-  /** Rows claimed and published per batch. Default: 500. */
-  batchSize: positiveInt.max(10_000).default(500).meta({ description: 'rows claimed and published per batch' }),
-  /** Batches in flight at once (without ordering). Default: 3. */
-  concurrency: positiveInt.max(32).default(3).meta({ description: 'batches in flight at once (without ordering)' }),
+  /**
+   * Rows claimed and published per batch. Default: 1000 (with `concurrency` 2 it drained a backlog
+   * 9–30 % faster than 500 × 3 on a 2-core machine, with less PostgreSQL CPU per row; see the README).
+   */
+  batchSize: positiveInt.max(10_000).default(1000).meta({ description: 'rows claimed and published per batch' }),
+  /** Batches in flight at once (without ordering). Default: 2: one publishes while the other claims or settles. */
+  concurrency: positiveInt.max(32).default(2).meta({ description: 'batches in flight at once (without ordering)' }),
   /** Poll interval in ms: the safety net when a NOTIFY is lost. Default: 1000. */
   pollIntervalMs: positiveInt.default(1000).meta({ description: 'poll interval, the safety net for a lost NOTIFY' }),
   /**
