@@ -3,7 +3,7 @@ import { crashPoint, quoteIdentifier, type CheckedOutClient } from '@mailroom/co
 import { keyLockSlot } from './key-lock.js';
 import { LinkFailure } from './link-health.js';
 import { keyLockClass, moverLockClass } from './names.js';
-import { backOffAfterFailure, type RelayRuntime } from './relay-runtime.js';
+import { backOffAfterFailure, untilAborted, type RelayRuntime } from './relay-runtime.js';
 import { withLiterals } from './relay-sql.js';
 
 /**
@@ -193,7 +193,8 @@ export function createScheduledMover(runtime: RelayRuntime, hooks: MoverHooks): 
       );
       const locked = lease.client.query('SELECT pg_catalog.pg_advisory_lock($1::pg_catalog.int4, 0)', [moverClass]).then(() => true);
       locked.catch(() => undefined);
-      const outcome = await Promise.race([locked, wake.stopped.then(() => false)]);
+      // Ends at stop without leaving a reaction on the relay's `stopped` promise per takeover.
+      const outcome = (await untilAborted(locked, signal)) ?? false;
       if (!outcome) {
         lease.release(true);
         return undefined;
