@@ -114,9 +114,16 @@ describe('scheduled delivery', () => {
       expect(arrived - time).toBeLessThan(1_000);
     }
     expect(await count('outbox_scheduled')).toBe(0);
-    const text = await (relay as Relay).metrics.render();
-    expect(text).toMatch(/^mailroom_relay_scheduled_lateness_seconds_count 9$/m);
-    expect(text).toMatch(/^mailroom_relay_scheduled_moved_total 9$/m);
+    // The lateness is observed when the publishing batch commits, which can come after the
+    // consumer already has the message: wait for the metric itself.
+    await vi.waitFor(
+      async () => {
+        const text = await (relay as Relay).metrics.render();
+        expect(text).toMatch(/^mailroom_relay_scheduled_lateness_seconds_count 9$/m);
+        expect(text).toMatch(/^mailroom_relay_scheduled_moved_total 9$/m);
+      },
+      { timeout: 5_000, interval: 20 },
+    );
     await received.stop();
   });
 
@@ -205,7 +212,7 @@ describe('scheduled delivery', () => {
     await new Promise((r) => setTimeout(r, 300));
     expect(received.order.filter((id) => id === twice.messageId)).toHaveLength(1);
     expect(await count('outbox_scheduled')).toBe(0);
-    expect(await (relay as Relay).metrics.render()).toMatch(/^mailroom_relay_scheduled_duplicates_total 1$/m);
+    await vi.waitFor(async () => expect(await (relay as Relay).metrics.render()).toMatch(/^mailroom_relay_scheduled_duplicates_total 1$/m), { timeout: 5_000, interval: 20 });
     await received.stop();
   });
 });
