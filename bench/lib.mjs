@@ -124,3 +124,35 @@ export function startNaiveRelay(schema, env = {}) {
     ...env,
   });
 }
+
+/** The trigger this baseline needs, for `schema` (quoted): it replaces migration 9's wake-up trigger. */
+const notifyRelayTrigger = (schema) => `
+CREATE OR REPLACE FUNCTION ${schema}.outbox_wake_relay() RETURNS trigger LANGUAGE plpgsql VOLATILE AS $$
+DECLARE r record; m text;
+BEGIN
+  FOR r IN SELECT i.id, i.message_id, i.type, i.exchange, i.routing_key, i.headers::text AS h, i.payload::text AS p,
+      (extract(epoch FROM i.occurred_at) * 1000)::double precision AS o FROM inserted i ORDER BY i.id LOOP
+    m := pg_catalog.json_build_object('i', r.id::text, 'm', r.message_id, 't', r.type, 'x', r.exchange, 'r', r.routing_key, 'o', r.o)::text
+      || E'\\n' || r.h || E'\\n' || r.p;
+    IF pg_catalog.octet_length(m) < 8000 THEN PERFORM pg_catalog.pg_notify('notify_relay_' || TG_TABLE_SCHEMA, m); END IF;
+  END LOOP;
+  RETURN NULL;
+END $$;
+DROP TRIGGER outbox_wake_relay ON ${schema}.outbox;
+CREATE TRIGGER outbox_wake_relay AFTER INSERT ON ${schema}.outbox REFERENCING NEW TABLE AS inserted
+  FOR EACH STATEMENT EXECUTE FUNCTION ${schema}.outbox_wake_relay();`;
+
+/**
+ * The lower-bound relay (bench/notify-relay.mjs) on `schema`, as a process of its own: first
+ * replaces the schema's wake-up trigger with one that puts each row into its NOTIFY. Only for a
+ * schema of the benchmark's own, dropped afterwards.
+ */
+export async function startNotifyRelay(pool, schema, env = {}) {
+  await pool.query(notifyRelayTrigger(`"${schema}"`));
+  return startProcess(fileURLToPath(new URL('./notify-relay.mjs', import.meta.url)), [], {
+    NAIVE_DATABASE_URL: databaseUrl,
+    NAIVE_AMQP_URL: amqpUrl,
+    NAIVE_SCHEMA: schema,
+    ...env,
+  });
+}

@@ -9,14 +9,18 @@
 // with the naive relay's (ratio per run). A second naive baseline polls every 1 ms
 // (BENCH_LATENCY_PROMPT_POLL_MS): the naive relay made as prompt as mailroom, so that the busy
 // fraction can also be compared at equal latency. And mailroom with MAILROOM_LINGER_MS
-// (BENCH_LATENCY_LINGER_MS, default 20): latency traded for fewer batches. Runs are interleaved, in a rotating order.
+// (BENCH_LATENCY_LINGER_MS, default 20): latency traded for fewer batches. And a lower bound
+// (bench/notify-relay.mjs): a process that publishes each row straight from a NOTIFY carrying it
+// and deletes in batches, asking PostgreSQL nothing per event; unsafe (see that file), it shows
+// what any relay that publishes each event at its commit costs at least. BENCH_LATENCY_BOUND=0
+// leaves it out. Runs are interleaved, in a rotating order.
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import amqp from 'amqplib';
 import { z } from 'zod';
 import { defineMessage } from '@mailroom/core';
 import { enqueue } from '@mailroom/outbox';
-import { amqpUrl, databaseUrl, fmt, freshSchema, loadAverage, machineBusy, median, newPool, quantile, report, startNaiveRelay, tag } from './lib.mjs';
+import { amqpUrl, databaseUrl, fmt, freshSchema, loadAverage, machineBusy, median, newPool, quantile, report, startNaiveRelay, startNotifyRelay, tag } from './lib.mjs';
 
 const RATE = Number(process.env.BENCH_LATENCY_RATE ?? 200);
 const SECONDS = Number(process.env.BENCH_LATENCY_SECONDS ?? 20);
@@ -27,6 +31,7 @@ const now = () => Number(process.hrtime.bigint()) / 1e6;
 const LINGER_MS = Number(process.env.BENCH_LATENCY_LINGER_MS ?? 20);
 const PROMPT_POLL_MS = Number(process.env.BENCH_LATENCY_PROMPT_POLL_MS ?? 1);
 const FLOOR_SECONDS = Number(process.env.BENCH_LATENCY_FLOOR_SECONDS ?? 5);
+const BOUND = process.env.BENCH_LATENCY_BOUND !== '0';
 const loadAtStart = loadAverage();
 const pool = newPool(4);
 const connection = await amqp.connect(amqpUrl, { noDelay: true });
@@ -168,16 +173,17 @@ async function floorRun() {
   return { busy: busy() };
 }
 
-const results = { raw: [], mailroom: [], linger: [], naive: [], prompt: [], floor: [] };
+const results = { raw: [], mailroom: [], linger: [], naive: [], prompt: [], bound: [], floor: [] };
 const kinds = {
   raw: rawRun,
   mailroom: () => relayRun(mailroomRelay),
   linger: () => relayRun((schema) => mailroomRelay(schema, { MAILROOM_LINGER_MS: String(LINGER_MS) })),
   naive: () => relayRun((schema) => startNaiveRelay(schema)),
   prompt: () => relayRun((schema) => startNaiveRelay(schema, { NAIVE_POLL_MS: String(PROMPT_POLL_MS) })),
+  bound: () => relayRun((schema) => startNotifyRelay(pool, schema)),
   floor: floorRun,
 };
-const names = Object.keys(kinds);
+const names = Object.keys(kinds).filter((name) => BOUND || name !== 'bound');
 for (let run = 0; run < RUNS; run++) {
   for (let i = 0; i < names.length; i++) {
     const name = names[(i + run) % names.length];
@@ -202,6 +208,7 @@ const row = (what, runs) => ({
 });
 const busyRatios = relays.map((r, i) => r.busy / results.naive[i].busy);
 const promptRatios = relays.map((r, i) => r.busy / results.prompt[i].busy);
+const boundRatios = results.bound.map((r, i) => r.busy / results.naive[i].busy);
 const lingerRatios = results.linger.map((r, i) => r.busy / results.naive[i].busy);
 const busyRow = (what, runs) => ({
   what,
@@ -223,6 +230,7 @@ report(
     withBusy(row(`commit -> mailroom relay, MAILROOM_LINGER_MS=${LINGER_MS} -> consumer`, results.linger), results.linger),
     withBusy(row('commit -> naive relay (100 ms poll) -> consumer', results.naive), results.naive),
     withBusy(row(`commit -> naive relay (${PROMPT_POLL_MS} ms poll) -> consumer`, results.prompt), results.prompt),
+    ...(BOUND ? [withBusy(row('commit -> lower bound: row in the NOTIFY, no query per event (unsafe, bench only) -> consumer', results.bound), results.bound)] : []),
     busyRow('machine, nothing of the bench running (floor)', results.floor),
   ],
   {
@@ -235,6 +243,12 @@ report(
     [`machine busy, mailroom with MAILROOM_LINGER_MS=${LINGER_MS} / naive relay, median`]: fmt(median(lingerRatios), 2),
     [`machine busy, mailroom / naive relay polling every ${PROMPT_POLL_MS} ms, per run`]: promptRatios.map((r) => fmt(r, 2)).join(' / '),
     [`machine busy, mailroom / naive relay polling every ${PROMPT_POLL_MS} ms, median`]: fmt(median(promptRatios), 2),
+    ...(BOUND
+      ? {
+          'machine busy, lower bound (row in the NOTIFY) / naive relay, per run': boundRatios.map((r) => fmt(r, 2)).join(' / '),
+          'machine busy, lower bound (row in the NOTIFY) / naive relay, median': fmt(median(boundRatios), 2),
+        }
+      : {}),
     'load average at start': loadAtStart,
     'load average at end': loadAverage(),
     targets: 'mailroom p50 <= 1.5 ms, p99 <= 5 ms, 0 never arrived; machine busy <= 1.5 x naive relay',
