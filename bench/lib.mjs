@@ -115,14 +115,19 @@ export async function startProcess(file, args, env) {
   };
 }
 
-/** The naive polling relay (bench/naive-relay.mjs) on `schema`, as a process of its own. */
-export function startNaiveRelay(schema, env = {}) {
-  return startProcess(fileURLToPath(new URL('./naive-relay.mjs', import.meta.url)), [], {
+/** A baseline relay of this folder (`file`, e.g. naive-relay.mjs) on `schema`, as a process of its own. */
+function startBaselineRelay(file, schema, env) {
+  return startProcess(fileURLToPath(new URL(file, import.meta.url)), [], {
     NAIVE_DATABASE_URL: databaseUrl,
     NAIVE_AMQP_URL: amqpUrl,
     NAIVE_SCHEMA: schema,
     ...env,
   });
+}
+
+/** The naive polling relay (bench/naive-relay.mjs) on `schema`, as a process of its own. */
+export function startNaiveRelay(schema, env = {}) {
+  return startBaselineRelay('./naive-relay.mjs', schema, env);
 }
 
 /** The trigger this baseline needs, for `schema` (quoted): it replaces migration 9's wake-up trigger. */
@@ -149,10 +154,5 @@ CREATE TRIGGER outbox_wake_relay AFTER INSERT ON ${schema}.outbox REFERENCING NE
  */
 export async function startNotifyRelay(pool, schema, env = {}) {
   await pool.query(notifyRelayTrigger(`"${schema}"`));
-  return startProcess(fileURLToPath(new URL('./notify-relay.mjs', import.meta.url)), [], {
-    NAIVE_DATABASE_URL: databaseUrl,
-    NAIVE_AMQP_URL: amqpUrl,
-    NAIVE_SCHEMA: schema,
-    ...env,
-  });
+  return startBaselineRelay('./notify-relay.mjs', schema, env);
 }

@@ -187,10 +187,11 @@ const raw = variants.map(() => []);
 const mailroom = [];
 const naive = [];
 const also = [];
-const relays = [];
-relays.push(async () => naive.push(await drainWith(startNaive, COUNT)));
-relays.push(async () => mailroom.push(await drainWith(startMailroom, COUNT)));
-if (ALSO_ENV) relays.push(async () => also.push(await drainWith((schema) => startMailroom(schema, ALSO_ENV), COUNT)));
+const relays = [
+  async () => naive.push(await drainWith(startNaive, COUNT)),
+  async () => mailroom.push(await drainWith(startMailroom, COUNT)),
+  ...(ALSO_ENV ? [async () => also.push(await drainWith((schema) => startMailroom(schema, ALSO_ENV), COUNT))] : []),
+];
 for (let run = 0; run < RUNS; run++) {
   await admin.purgeQueue(queue);
   for (const [i, v] of variants.entries()) raw[i].push(await rawConfirmed(v.extra));
